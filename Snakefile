@@ -1,0 +1,26 @@
+# cropmap: cropland maps from Sentinel-2 image time series with weak labels from the agreement of
+# global land-cover products. `snakemake --cores all` runs every area of config.yaml.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True
+
+
+include: "rules/demo.smk"
+include: "rules/search.smk"
+include: "rules/sits.smk"
+include: "rules/labels.smk"
+include: "rules/learn.smk"
+include: "rules/predict.smk"
+include: "rules/assess.smk"

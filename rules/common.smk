@@ -1,0 +1,88 @@
+# Config validation (before any job) and the input functions of the rules.
+import sys
+
+from cropmap.config import settings_json, validate_config
+from cropmap.errors import ConfigError
+from cropmap.grid import tiles_for_area
+
+try:
+    validate_config(config)
+except ConfigError as err:
+    sys.exit(f"cropmap: config error: {err}")
+
+
+wildcard_constraints:
+    area=r"[A-Za-z0-9_-]+",
+    tile=r"x-?\d+y-?\d+",
+    product=r"[A-Za-z0-9_-]+",
+
+
+def tile_ids(area):
+    grid = {k: config["areas"][area][k] for k in ("aoi", "crs", "resolution", "tile_size")}
+    return [tile.id for tile in tiles_for_area(grid)]
+
+
+def step_settings(step):
+    """The step's settings as JSON: a params value, so a change reruns exactly that step."""
+    return lambda wildcards: settings_json(config, wildcards.area, step)
+
+
+def all_outputs():
+    outputs = []
+    for area in config["areas"]:
+        outputs += [
+            f"results/{area}/cropland.tif",
+            f"results/{area}/cropland_probability.tif",
+            f"results/{area}/assessment/metrics.json",
+        ]
+    return outputs
+
+
+def local_path(path):
+    """`path` as an input file when it is local (a URL is read by GDAL / the STAC client)."""
+    return [] if "://" in path else [path]
+
+
+def stac_catalog(wildcards):
+    stac = config["areas"][wildcards.area]["stac"]
+    return local_path(stac["catalog"]) if "catalog" in stac else []
+
+
+def product_source(wildcards):
+    return local_path(config["areas"][wildcards.area]["glc"][wildcards.product]["path"])
+
+
+def area_files(pattern):
+    """All tiles' files of an area, e.g. area_files("sits/{tile}.nc")."""
+    return lambda wildcards: [
+        f"results/{wildcards.area}/{pattern.format(tile=tile)}" for tile in tile_ids(wildcards.area)
+    ]
+
+
+def tile_products(wildcards):
+    return [
+        f"results/{wildcards.area}/glc/{product}/{wildcards.tile}.tif"
+        for product in config["areas"][wildcards.area]["glc"]
+    ]
+
+
+def product_mosaic_args(wildcards):
+    """--product NAME FILE... for each product of the area."""
+    args = []
+    for product in config["areas"][wildcards.area]["glc"]:
+        files = [f"results/{wildcards.area}/glc/{product}/{t}.tif" for t in tile_ids(wildcards.area)]
+        args.append("--product " + " ".join([product, *files]))
+    return " ".join(args)
+
+
+def all_product_tiles(wildcards):
+    return [
+        f"results/{wildcards.area}/glc/{product}/{tile}.tif"
+        for product in config["areas"][wildcards.area]["glc"]
+        for tile in tile_ids(wildcards.area)
+    ]
+
+
+def reference_source(wildcards):
+    ref = config["areas"][wildcards.area].get("reference")
+    return local_path(ref["path"]) if ref else []

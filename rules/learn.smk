@@ -1,0 +1,49 @@
+rule pretrain:
+    input:
+        cubes=area_files("sits/{tile}.nc"),
+    output:
+        model="results/{area}/model/pretrained.pt",
+        curve="results/{area}/model/pretrain_loss.csv",
+        plot="results/{area}/model/pretrain_loss.png",
+    params:
+        settings=step_settings("pretrain"),
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: 6000 * attempt,
+        gpu=config["train"]["gpus"],
+    log:
+        "results/{area}/logs/pretrain.log",
+    benchmark:
+        "results/{area}/benchmarks/pretrain.tsv"
+    conda:
+        "../envs/torch.yaml"
+    shell:
+        "cropmap pretrain --settings {params.settings:q} --cubes {input.cubes} --out {output.model} "
+        "--curve-csv {output.curve} --curve-png {output.plot} > {log} 2>&1"
+
+
+rule train:
+    input:
+        cubes=area_files("sits/{tile}.nc"),
+        labels=area_files("consensus/{tile}.tif"),
+        pretrained="results/{area}/model/pretrained.pt",
+    output:
+        model="results/{area}/model/model.pt",
+        metrics="results/{area}/model/train_metrics.csv",
+        plot="results/{area}/model/train_curves.png",
+    params:
+        settings=step_settings("train"),
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: 6000 * attempt,
+        gpu=config["train"]["gpus"],
+    log:
+        "results/{area}/logs/train.log",
+    benchmark:
+        "results/{area}/benchmarks/train.tsv"
+    conda:
+        "../envs/torch.yaml"
+    shell:
+        "cropmap train --settings {params.settings:q} --cubes {input.cubes} --labels {input.labels} "
+        "--pretrained {input.pretrained} --out {output.model} --metrics-csv {output.metrics} "
+        "--curves-png {output.plot} > {log} 2>&1"

@@ -1,0 +1,81 @@
+"""Accuracy assessment of the map, the consensus labels and each land-cover product.
+
+Against a census reference raster the metrics are pixel counts: confusion matrix, overall
+accuracy, precision, recall, F1 and IoU of the crop class, and Cohen's kappa. Each source is
+assessed on the pixels where both it and the reference have data (the consensus thus on its
+labelled pixels only, with its coverage reported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+
+from cropmap.errors import DataError
+from cropmap.grid import AreaGrid
+
+__all__ = ["binary_metrics", "reference_on_grid", "assess_sources", "metrics_table"]
+
+NODATA = 255
+
+
+def binary_metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Metrics of the crop class (1) against the reference; 255 in either array is ignored."""
+    sel = (predicted != NODATA) & (reference != NODATA)
+    p, r = predicted[sel].astype(bool), reference[sel].astype(bool)
+    tp, fp = int(np.sum(p & r)), int(np.sum(p & ~r))
+    fn, tn = int(np.sum(~p & r)), int(np.sum(~p & ~r))
+    n = tp + fp + fn + tn
+    oa = (tp + tn) / n if n else float("nan")
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    iou = tp / (tp + fp + fn) if tp + fp + fn else 0.0
+    expected = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2 if n else float("nan")
+    kappa = (oa - expected) / (1 - expected) if n and expected != 1 else 0.0
+    return {
+        "f1": f1, "precision": precision, "recall": recall, "iou": iou, "oa": oa, "kappa": kappa,
+        # rows = reference (non-crop, crop), columns = predicted (non-crop, crop)
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+        "pixels": n,
+        "coverage": n / max(int(np.sum(reference != NODATA)), 1),
+    }
+
+
+def reference_on_grid(path: str, grid: AreaGrid, *, crop_classes: Sequence[int], nodata: int | None) -> np.ndarray:
+    """The reference recoded to 1 / 0 / 255 on the area grid (nearest neighbour)."""
+    try:
+        src = rasterio.open(path)
+    except rasterio.RasterioIOError as err:
+        raise DataError(f"cannot open the reference {path}: {err}") from None
+    with src:
+        if src.crs is None:
+            raise DataError(f"the reference {path} has no CRS")
+        values = np.full(grid.shape, -1, np.int32)
+        reproject(rasterio.band(src, 1), values, dst_transform=grid.transform, dst_crs=grid.crs,
+                  dst_nodata=-1, resampling=Resampling.nearest)
+    out = np.where(np.isin(values, crop_classes), 1, 0).astype(np.uint8)
+    out[values == -1] = NODATA
+    if nodata is not None:
+        out[values == nodata] = NODATA
+    if np.all(out == NODATA):
+        raise DataError(f"the reference {path} does not overlap the map (CRS {grid.crs}, bounds {grid.bounds})")
+    return out
+
+
+def assess_sources(reference: np.ndarray, sources: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    return {name: binary_metrics(values, reference) for name, values in sources.items()}
+
+
+def metrics_table(metrics: Mapping[str, Mapping[str, Any]], *, decimals: int = 3) -> str:
+    """A Markdown table of the metrics, one row per source."""
+    cols = ["f1", "precision", "recall", "iou", "oa", "kappa", "coverage"]
+    lines = ["| source | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, m in metrics.items():
+        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.{decimals}f}" for c in cols) + " |")
+    return "\n".join(lines) + "\n"

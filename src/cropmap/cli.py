@@ -1,0 +1,236 @@
+"""`cropmap <step>`: one sub-command per step of the chain.
+
+Each step takes the settings it depends on as JSON (`--settings`, as produced by
+`cropmap.config.settings_json`), its input files and its output paths. Errors meant for the user
+are printed as one line, without a traceback, and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from cropmap.errors import CropmapError
+
+log = logging.getLogger("cropmap")
+
+
+def _settings(text: str) -> dict:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CropmapError(f"--settings is not valid JSON: {err}") from None
+
+
+def cmd_demo(args) -> None:
+    from cropmap.demo import make_demo
+
+    make_demo(settings=_settings(args.settings), out_dir=args.out_dir)
+
+
+def cmd_search(args) -> None:
+    from cropmap.search import save_items, search_items
+
+    items = search_items(settings=_settings(args.settings))
+    save_items(items, args.out)
+    print(f"{len(items)} items -> {args.out}")
+
+
+def cmd_sits(args) -> None:
+    import pystac
+
+    from cropmap.grid import tile_by_id
+    from cropmap.sits import build_tile_cube, write_cube
+
+    settings = _settings(args.settings)
+    tile = tile_by_id(settings["grid"], args.tile)
+    items = list(pystac.ItemCollection.from_file(args.items))
+    cube = build_tile_cube(items=items, tile=tile, settings=settings)
+    write_cube(cube, args.out)
+    print(f"tile {tile.id}: {cube.sizes['time']} composites from {cube.attrs['scenes_loaded']} scene dates, "
+          f"{int(cube['never_observed'].sum())} pixels never observed -> {args.out}")
+
+
+def cmd_glc(args) -> None:
+    import numpy as np
+
+    from cropmap.glc import legend_for, product_on_tile
+    from cropmap.grid import tile_by_id
+    from cropmap.io import write_geotiff
+
+    settings = _settings(args.settings)
+    tile = tile_by_id(settings["grid"], args.tile)
+    product = settings["products"][args.product]
+    recoded = product_on_tile(product["path"], legend_for(product), tile)
+    write_geotiff(args.out, recoded, transform=tile.transform, crs=tile.crs, nodata=255,
+                  descriptions=[f"{args.product}: 1 crop, 0 non-crop"])
+    valid = recoded != 255
+    print(f"{args.product} on {tile.id}: {valid.mean():.1%} covered, crop share {np.mean(recoded[valid] == 1) if valid.any() else 0:.1%}")
+
+
+def cmd_consensus(args) -> None:
+    import numpy as np
+    import rasterio
+
+    from cropmap.consensus import consensus_labels
+    from cropmap.io import write_geotiff
+
+    settings = _settings(args.settings)
+    stack = []
+    for path in args.products:
+        with rasterio.open(path) as src:
+            stack.append(src.read(1))
+            transform, crs = src.transform, src.crs
+    labels, voters, agreeing = consensus_labels(np.stack(stack), min_voters=settings["min_voters"])
+    write_geotiff(args.out, np.stack([labels, voters, agreeing]), transform=transform, crs=crs, nodata=255,
+                  descriptions=["consensus label (1 crop, 0 non-crop, 255 unlabelled)", "voters", "agreeing"])
+    print(f"labelled {np.mean(labels != 255):.1%} of the tile, crop share of labels "
+          f"{np.mean(labels[labels != 255] == 1) if (labels != 255).any() else 0:.1%}")
+
+
+def cmd_pretrain(args) -> None:
+    from cropmap.dataset import load_tiles
+    from cropmap.training import pretrain
+
+    settings = _settings(args.settings)
+    result = pretrain(tiles=load_tiles(args.cubes), settings=settings, out_path=args.out,
+                      curve_csv=args.curve_csv, curve_png=args.curve_png)
+    print(f"pretraining done: {result}")
+
+
+def cmd_train(args) -> None:
+    from cropmap.dataset import load_tiles
+    from cropmap.training import load_checkpoint, train
+
+    settings = _settings(args.settings)
+    if len(args.cubes) != len(args.labels):
+        raise CropmapError("train: give one --labels file per --cubes file")
+    pretrained = load_checkpoint(args.pretrained) if args.pretrained and settings["use_pretrained"] else None
+    result = train(tiles=load_tiles(args.cubes, args.labels), settings=settings, pretrained=pretrained,
+                   out_path=args.out, metrics_csv=args.metrics_csv, curves_png=args.curves_png)
+    print(f"training done: {result}")
+
+
+def cmd_predict(args) -> None:
+    from cropmap.grid import tile_by_id
+    from cropmap.predict import predict_tile
+    from cropmap.training import load_checkpoint
+
+    settings = _settings(args.settings)
+    tile = tile_by_id(settings["grid"], args.tile)
+    predict_tile(cube_path=args.cube, checkpoint=load_checkpoint(args.model), tile=tile, settings=settings,
+                 out_path=args.out)
+    print(f"predicted {tile.id} -> {args.out}")
+
+
+def cmd_mosaic(args) -> None:
+    from cropmap.grid import AreaGrid, tiles_for_area
+    from cropmap.predict import mosaic
+
+    settings = _settings(args.settings)
+    grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
+    tags = {"classes": "0 non-crop, 1 crop, 255 no data", "producer": "cropmap"}
+    mosaic(args.tiles, grid, band=1, out_path=args.map, resampling="nearest", tags=tags)
+    mosaic(args.tiles, grid, band=2, out_path=args.probability, resampling="average",
+           tags={"units": "percent", "producer": "cropmap"})
+    print(f"mosaic of {len(args.tiles)} tiles, {grid.shape[1]} x {grid.shape[0]} px -> {args.map}")
+
+
+def cmd_assess(args) -> None:
+    from cropmap.assessment import assess_sources, metrics_table, reference_on_grid
+    from cropmap.grid import AreaGrid, tiles_for_area
+    from cropmap.io import atomic_path, read_mosaic, write_json
+
+    settings = _settings(args.settings)
+    grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
+    ref = settings["reference"]
+    if not ref:
+        raise CropmapError("assess: the area has no reference data (areas.<area>.reference)")
+    reference = reference_on_grid(ref["path"], grid, crop_classes=ref["crop_classes"], nodata=ref["nodata"])
+    sources = {"map": read_mosaic([args.map], grid=grid), "consensus": read_mosaic(args.consensus, grid=grid)}
+    for name, *paths in args.product or []:
+        sources[name] = read_mosaic(paths, grid=grid)
+    metrics = assess_sources(reference, sources)
+    write_json(args.out, {"reference": ref["path"], "positive_class": settings["positive_label"], "sources": metrics})
+    table = metrics_table(metrics, decimals=settings["table_decimals"])
+    with atomic_path(args.table) as tmp:
+        tmp.write_text("# Accuracy against the reference\n\n" + table)
+    print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cropmap", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--settings", required=True, help="the step's settings as JSON")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("demo", cmd_demo, "write the synthetic demo study area (STAC catalog, products, reference)")
+    p.add_argument("--out-dir", required=True)
+    p = add("search", cmd_search, "STAC search for the area and season")
+    p.add_argument("--out", required=True)
+    p = add("sits", cmd_sits, "build one tile's composited time-series cube")
+    p.add_argument("--items", required=True)
+    p.add_argument("--tile", required=True)
+    p.add_argument("--out", required=True)
+    p = add("glc", cmd_glc, "one land-cover product recoded to crop / non-crop on one tile")
+    p.add_argument("--product", required=True)
+    p.add_argument("--tile", required=True)
+    p.add_argument("--out", required=True)
+    p = add("consensus", cmd_consensus, "consensus labels of one tile")
+    p.add_argument("--products", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p = add("pretrain", cmd_pretrain, "self-supervised masked pretraining")
+    p.add_argument("--cubes", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--curve-csv", required=True)
+    p.add_argument("--curve-png", required=True)
+    p = add("train", cmd_train, "weakly supervised training on consensus labels")
+    p.add_argument("--cubes", nargs="+", required=True)
+    p.add_argument("--labels", nargs="+", required=True)
+    p.add_argument("--pretrained")
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics-csv", required=True)
+    p.add_argument("--curves-png", required=True)
+    p = add("predict", cmd_predict, "predict one tile")
+    p.add_argument("--cube", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--tile", required=True)
+    p.add_argument("--out", required=True)
+    p = add("mosaic", cmd_mosaic, "mosaic tile predictions into COGs")
+    p.add_argument("--tiles", nargs="+", required=True)
+    p.add_argument("--map", required=True)
+    p.add_argument("--probability", required=True)
+    p = add("assess", cmd_assess, "accuracy of the map, the consensus and each product")
+    p.add_argument("--map", required=True)
+    p.add_argument("--consensus", nargs="+", required=True)
+    p.add_argument("--product", nargs="+", action="append", metavar=("NAME", "PATH"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--table", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start = time.time()
+    try:
+        args.func(args)
+    except CropmapError as err:
+        print(f"cropmap {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    log.info("%s finished in %.1f s", args.command, time.time() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Configuration: schema validation with defaults, semantic checks, and per-step settings.
+
+Each step receives only the part of the configuration it depends on (`step_settings`), so that
+Snakemake's params-based rerun trigger reruns exactly the steps whose settings changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from cropmap.errors import ConfigError
+
+__all__ = ["load_schema", "validate_config", "load_config", "step_settings", "settings_json"]
+
+
+def load_schema() -> dict[str, Any]:
+    text = resources.files("cropmap").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _extend_with_default(validator_class):
+    """A validator that fills in `default` values while validating (jsonschema FAQ recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFillingValidator = _extend_with_default(jsonschema.Draft202012Validator)
+
+
+def _key_path(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the key and what was expected."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        known = ", ".join(sorted(error.schema.get("properties", {})))
+        keys = ", ".join(_key_path([*path, e]) for e in extra)
+        return f"unknown key {keys} (expected one of: {known})"
+    if error.validator == "required":
+        return f"{_key_path(path)}: {error.message}"
+    if error.validator == "oneOf" and path and path[-1] == "aoi":
+        return f"{_key_path(path)}: give exactly one of 'bbox' (lon/lat) or 'file'"
+    if error.validator == "oneOf" and path and path[-1] == "stac":
+        return f"{_key_path(path)}: give exactly one of 'api' (URL) or 'catalog' (local path)"
+    if error.validator == "anyOf" and len(path) >= 2 and path[-2] == "glc":
+        return (
+            f"{_key_path(path)}: a product needs 'type' (one of {', '.join(_known_products())}) "
+            "or a legend given by 'crop_classes'"
+        )
+    if error.validator == "type":
+        return f"{_key_path(path)}: expected {error.validator_value}, got {error.instance!r}"
+    return f"{_key_path(path)}: {error.message}"
+
+
+def _known_products() -> list[str]:
+    from cropmap.glc import PRODUCTS
+
+    return sorted(PRODUCTS)
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate `config` in place against the schema, fill defaults, check semantics.
+
+    Raises `ConfigError` with one line naming the offending key.
+    """
+    validator = _DefaultFillingValidator(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if errors:
+        # the deepest error is the most specific one
+        error = max(errors, key=lambda e: len(e.absolute_path))
+        raise ConfigError(_describe(error))
+    for name, area in config["areas"].items():
+        _check_area(name, area, config)
+    predict = config["predict"]
+    if predict["overlap"] * 2 >= predict["window"]:
+        raise ConfigError(
+            f"predict.overlap: {predict['overlap']} must be less than half of predict.window "
+            f"({predict['window']})"
+        )
+    return config
+
+
+def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    from cropmap.glc import PRODUCTS
+
+    key = f"areas.{name}"
+    start = _parse_date(area["season"]["start"], f"{key}.season.start")
+    end = _parse_date(area["season"]["end"], f"{key}.season.end")
+    if end <= start:
+        raise ConfigError(f"{key}.season.end: {end} is not after season.start {start}")
+    if "bbox" in area["aoi"]:
+        west, south, east, north = area["aoi"]["bbox"]
+        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+            raise ConfigError(
+                f"{key}.aoi.bbox: {area['aoi']['bbox']} is empty or not lon/lat "
+                "(expected [west, south, east, north] in degrees with west < east, south < north)"
+            )
+    if area["crs"] != "auto":
+        try:
+            crs = CRS.from_user_input(area["crs"])
+        except CRSError:
+            raise ConfigError(f"{key}.crs: {area['crs']!r} is not a known CRS (e.g. 'EPSG:32614' or 'auto')") from None
+        if not crs.is_projected:
+            raise ConfigError(f"{key}.crs: {area['crs']!r} is not a projected CRS in metres")
+    for product_name, product in area["glc"].items():
+        if "type" in product and product["type"] not in PRODUCTS:
+            raise ConfigError(
+                f"{key}.glc.{product_name}.type: unknown product {product['type']!r} "
+                f"(expected one of: {', '.join(sorted(PRODUCTS))}, or give crop_classes)"
+            )
+    window = config["predict"]["window"]
+    if area["tile_size"] < window:
+        raise ConfigError(f"{key}.tile_size: {area['tile_size']} is smaller than predict.window ({window})")
+
+
+def _parse_date(value: str, key: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return validate_config(config)
+
+
+def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any]:
+    """The settings one step depends on, and nothing else."""
+    a = config["areas"][area]
+    grid = {k: a[k] for k in ("aoi", "crs", "resolution", "tile_size")}
+    if step == "demo":
+        return {"grid": grid, "season": a["season"], "demo": a.get("demo", {}),
+                "bands": config["sits"]["bands"], "scl_band": config["sits"]["scl_band"]}
+    if step == "search":
+        return {"grid": grid, "season": a["season"], "stac": a["stac"]}
+    if step == "sits":
+        return {"grid": grid, "season": a["season"], **config["sits"]}
+    if step == "glc":
+        return {"grid": grid, "products": a["glc"]}
+    if step == "consensus":
+        return config["consensus"]
+    if step == "pretrain":
+        return {"model": config["model"], **config["pretrain"]}
+    if step == "train":
+        return {"model": config["model"], **config["train"]}
+    if step in ("predict", "mosaic"):
+        return {"grid": grid, **config["predict"]}
+    if step == "assess":
+        return {"grid": grid, "reference": a.get("reference"), **config["assess"]}
+    raise ValueError(f"unknown step {step!r}")
+
+
+def settings_json(config: dict[str, Any], area: str, step: str) -> str:
+    """`step_settings` as canonical JSON (stable across runs, so reruns trigger only on change)."""
+    return json.dumps(step_settings(config, area, step), sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,142 @@
+"""Global land-cover products: legends, recoding to crop / non-crop, reprojection onto a tile.
+
+Recoded rasters use 1 = crop, 0 = non-crop, 255 = no data (no coverage, nodata or ignored class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
+
+from cropmap.errors import DataError
+from cropmap.grid import Tile
+
+__all__ = ["CROP", "NONCROP", "NODATA", "Legend", "PRODUCTS", "legend_for", "recode", "product_on_tile"]
+
+CROP, NONCROP, NODATA = 1, 0, 255
+
+
+@dataclass(frozen=True)
+class Legend:
+    """Which class values of a product mean cropland.
+
+    `noncrop_classes=None` means every valid value that is neither crop nor ignored is non-crop.
+    """
+
+    crop_classes: tuple[int, ...]
+    noncrop_classes: tuple[int, ...] | None = None
+    ignore_classes: tuple[int, ...] = field(default_factory=tuple)
+    nodata: int | None = None
+
+
+def _r(a: int, b: int) -> tuple[int, ...]:
+    return tuple(range(a, b + 1))
+
+
+# Legends of the products users combine most; a config entry may give its own instead.
+PRODUCTS: dict[str, Legend] = {
+    # ESA WorldCover 2020 v100 / 2021 v200: 40 = cropland, 0 = no data
+    "esa-worldcover": Legend(crop_classes=(40,), nodata=0),
+    # Esri 10 m annual LULC (io-lulc-annual-v02): 5 = crops, 10 = clouds, 0 = no data
+    "esri-lulc": Legend(crop_classes=(5,), ignore_classes=(10,), nodata=0),
+    # Dynamic World label band: 4 = crops
+    "dynamic-world": Legend(crop_classes=(4,), nodata=None),
+    # USDA CDL class codes: field crops, fruit, vegetables, double crops; 61 fallow/idle counts as crop
+    "usda-cdl": Legend(crop_classes=_r(1, 61) + _r(66, 77) + _r(204, 254), nodata=0),
+    # USDA CDL cultivated layer: 2 = cultivated, 1 = not cultivated
+    "usda-cdl-cultivated": Legend(crop_classes=(2,), noncrop_classes=(1,), nodata=0),
+    # GLAD global cropland extent: 1 = cropland, 0 = not
+    "glad-cropland": Legend(crop_classes=(1,), noncrop_classes=(0,), nodata=255),
+    # GLC_FCS30: 10 rainfed, 11 herbaceous, 12 tree/orchard, 20 irrigated cropland
+    "glc-fcs30": Legend(crop_classes=(10, 11, 12, 20), nodata=0, ignore_classes=(250,)),
+    # CLCD (China land cover dataset): 1 = cropland
+    "clcd": Legend(crop_classes=(1,), nodata=0),
+    # FROM-GLC10: 10 = cropland
+    "from-glc10": Legend(crop_classes=(10,), nodata=0),
+}
+
+
+def legend_for(product: dict[str, Any]) -> Legend:
+    """The legend of a product entry of the config (registry type, or legend given in config)."""
+    if "crop_classes" in product:
+        base = PRODUCTS.get(product.get("type", ""), Legend(crop_classes=()))
+        return Legend(
+            crop_classes=tuple(product["crop_classes"]),
+            noncrop_classes=tuple(product["noncrop_classes"]) if "noncrop_classes" in product else base.noncrop_classes,
+            ignore_classes=tuple(product.get("ignore_classes", base.ignore_classes)),
+            nodata=product.get("nodata", base.nodata),
+        )
+    legend = PRODUCTS[product["type"]]
+    if "nodata" in product:
+        legend = Legend(legend.crop_classes, legend.noncrop_classes, legend.ignore_classes, product["nodata"])
+    return legend
+
+
+def recode(values: np.ndarray, legend: Legend) -> np.ndarray:
+    """Class values -> uint8 1 (crop), 0 (non-crop), 255 (no data / ignored)."""
+    out = np.full(values.shape, NODATA, dtype=np.uint8)
+    crop = np.isin(values, legend.crop_classes)
+    if legend.noncrop_classes is None:
+        noncrop = ~crop & ~np.isin(values, legend.ignore_classes)
+        if legend.nodata is not None:
+            noncrop &= values != legend.nodata
+    else:
+        noncrop = np.isin(values, legend.noncrop_classes)
+    out[noncrop] = NONCROP
+    out[crop] = CROP
+    return out
+
+
+def product_on_tile(path: str, legend: Legend, tile: Tile, *, crop_fraction_threshold: float = 0.5) -> np.ndarray:
+    """Read the part of a product under `tile`, recode it, and resample it onto the tile grid.
+
+    Only the window under the tile is read. A product finer than the tile is aggregated by the
+    fraction of crop among valid source pixels (crop where it reaches `crop_fraction_threshold`,
+    no data where fewer than half the source pixels are valid); a coarser or equal one is taken
+    by nearest neighbour.
+    """
+    out = np.full(tile.shape, NODATA, dtype=np.uint8)
+    try:
+        src = rasterio.open(path)
+    except rasterio.RasterioIOError as err:
+        raise DataError(f"cannot open land-cover product {path}: {err}") from None
+    with src:
+        left, bottom, right, top = transform_bounds(tile.crs, src.crs, *tile.bounds, densify_pts=21)
+        window = from_bounds(left, bottom, right, top, transform=src.transform)
+        # two source pixels of margin so that edge pixels of the tile see all their sources
+        window = Window(window.col_off - 2, window.row_off - 2, window.width + 4, window.height + 4)
+        full = Window(0, 0, src.width, src.height)
+        try:
+            window = window.intersection(full).round_offsets(op="floor").round_lengths(op="ceil")
+        except rasterio.errors.WindowError:
+            return out  # the product does not cover the tile
+        if window.width <= 0 or window.height <= 0:
+            return out
+        values = src.read(1, window=window)
+        src_transform = src.window_transform(window)
+        src_crs = src.crs
+        src_pixels_across = (right - left) / abs(src.transform.a)
+    recoded = recode(values, legend)
+    finer = src_pixels_across > 1.5 * tile.size
+    if not finer:
+        reproject(recoded, out, src_transform=src_transform, src_crs=src_crs, src_nodata=NODATA,
+                  dst_transform=tile.transform, dst_crs=tile.crs, dst_nodata=NODATA,
+                  resampling=Resampling.nearest)
+        return out
+    valid = (recoded != NODATA).astype(np.float32)
+    crop = (recoded == CROP).astype(np.float32)
+    valid_frac = np.zeros(tile.shape, np.float32)
+    crop_frac = np.zeros(tile.shape, np.float32)
+    for source, dest in ((valid, valid_frac), (crop, crop_frac)):
+        reproject(source, dest, src_transform=src_transform, src_crs=src_crs,
+                  dst_transform=tile.transform, dst_crs=tile.crs, resampling=Resampling.average)
+    has_data = valid_frac >= 0.5
+    share = np.divide(crop_frac, valid_frac, out=np.zeros_like(crop_frac), where=valid_frac > 0)
+    out[has_data] = np.where(share[has_data] >= crop_fraction_threshold, CROP, NONCROP)
+    return out

@@ -1,0 +1,162 @@
+"""The tile grid of a study area.
+
+Tiles are squares of `tile_size` pixels anchored at the origin of the output CRS, so a tile's id
+depends only on where it is, not on the AOI: ids stay the same when the AOI grows, and the set of
+tiles is known from the config alone (a static DAG).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from affine import Affine
+from pyproj import CRS, Transformer
+from shapely.geometry import box, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import transform as shapely_transform
+
+from cropmap.errors import ConfigError
+
+__all__ = ["Tile", "aoi_geometry", "output_crs", "tiles_for_area", "tile_by_id", "utm_crs_for"]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of the grid: `size` x `size` pixels of `resolution` metres in `crs`."""
+
+    ix: int
+    iy: int
+    crs: str
+    resolution: float
+    size: int
+
+    @property
+    def id(self) -> str:
+        return f"x{self.ix:04d}y{self.iy:04d}"
+
+    @property
+    def extent_m(self) -> float:
+        return self.size * self.resolution
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the tile CRS, metres."""
+        e = self.extent_m
+        return (self.ix * e, self.iy * e, (self.ix + 1) * e, (self.iy + 1) * e)
+
+    @property
+    def transform(self) -> Affine:
+        left, _, _, top = self.bounds
+        return Affine(self.resolution, 0.0, left, 0.0, -self.resolution, top)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.size, self.size)
+
+    def geobox(self, halo: int = 0):
+        """The tile's odc-geo GeoBox, grown by `halo` pixels on every side."""
+        from odc.geo.geobox import GeoBox
+
+        t = self.transform * Affine.translation(-halo, -halo)
+        return GeoBox((self.size + 2 * halo, self.size + 2 * halo), t, self.crs)
+
+
+def utm_crs_for(lon: float, lat: float) -> str:
+    zone = int(math.floor((lon + 180) / 6)) % 60 + 1
+    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
+
+
+def aoi_geometry(aoi: dict[str, Any]) -> BaseGeometry:
+    """The AOI as a shapely geometry in lon/lat (EPSG:4326)."""
+    if "bbox" in aoi:
+        geom = box(*aoi["bbox"])
+    else:
+        path = Path(aoi["file"])
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"aoi.file: cannot read {path} as GeoJSON ({err})") from None
+        features = data.get("features", [data]) if data.get("type") == "FeatureCollection" else [data]
+        geoms = [shape(f.get("geometry", f)) for f in features]
+        from shapely.ops import unary_union
+
+        geom = unary_union(geoms)
+    if geom.is_empty or geom.area == 0 or geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise ConfigError(f"aoi: expected a non-empty polygon, got {geom.geom_type} {'(empty)' if geom.is_empty else ''}")
+    return geom
+
+
+def output_crs(grid: dict[str, Any]) -> str:
+    if grid.get("crs", "auto") != "auto":
+        return CRS.from_user_input(grid["crs"]).to_string()
+    c = aoi_geometry(grid["aoi"]).centroid
+    return utm_crs_for(c.x, c.y)
+
+
+def aoi_in_crs(grid: dict[str, Any], crs: str | None = None) -> BaseGeometry:
+    crs = crs or output_crs(grid)
+    to_crs = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform
+    return shapely_transform(to_crs, aoi_geometry(grid["aoi"]).segmentize(0.01))
+
+
+def tiles_for_area(grid: dict[str, Any]) -> list[Tile]:
+    """All tiles that intersect the AOI, sorted by id."""
+    crs = output_crs(grid)
+    aoi = aoi_in_crs(grid, crs)
+    res, size = float(grid["resolution"]), int(grid["tile_size"])
+    e = res * size
+    left, bottom, right, top = aoi.bounds
+    tiles = []
+    for ix in range(math.floor(left / e), math.ceil(right / e)):
+        for iy in range(math.floor(bottom / e), math.ceil(top / e)):
+            tile = Tile(ix, iy, crs, res, size)
+            if aoi.intersects(box(*tile.bounds)) and not aoi.touches(box(*tile.bounds)):
+                tiles.append(tile)
+    return sorted(tiles, key=lambda t: t.id)
+
+
+def tile_by_id(grid: dict[str, Any], tile_id: str) -> Tile:
+    for tile in tiles_for_area(grid):
+        if tile.id == tile_id:
+            return tile
+    raise ConfigError(f"tile {tile_id!r} is not in the area's grid")
+
+
+@dataclass(frozen=True)
+class AreaGrid:
+    """All tiles of an area as one raster: the mosaic grid."""
+
+    tiles: tuple[Tile, ...]
+
+    @cached_property
+    def bounds(self) -> tuple[float, float, float, float]:
+        b = [t.bounds for t in self.tiles]
+        return (min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b))
+
+    @property
+    def crs(self) -> str:
+        return self.tiles[0].crs
+
+    @property
+    def resolution(self) -> float:
+        return self.tiles[0].resolution
+
+    @property
+    def transform(self) -> Affine:
+        left, _, _, top = self.bounds
+        return Affine(self.resolution, 0.0, left, 0.0, -self.resolution, top)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        left, bottom, right, top = self.bounds
+        return (round((top - bottom) / self.resolution), round((right - left) / self.resolution))
+
+    def offset(self, tile: Tile) -> tuple[int, int]:
+        """(row, col) of the tile's top-left pixel in the mosaic."""
+        left, _, _, top = self.bounds
+        return (round((top - tile.bounds[3]) / self.resolution), round((tile.bounds[0] - left) / self.resolution))

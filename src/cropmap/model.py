@@ -1,0 +1,113 @@
+"""STCLN-style spatio-temporal network (after Qin et al. 2025), sized for CPU by default.
+
+- per-date spatial branch: a 1x1 band embedding, then a residual double 3x3 conv block (shared
+  weights over dates, no downsampling);
+- temporal branch: a transformer encoder along time at every pixel, with a sinusoidal encoding of
+  the composite's day of year (not its index, so seasons of different length line up);
+- spatio-temporal attention: queries from the temporal features (max-pooled over time), keys from
+  the spatial-branch features, values from the temporal features; keys and values are average-
+  pooled by `attention_pool` so memory grows with area / pool**2, not with area**2; the output is
+  gamma * attention + value, gamma learnt from 0;
+- heads: a per pixel-date linear reconstruction of the bands (masked pretraining) and a per-pixel
+  linear classifier (crop / non-crop).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ModelConfig", "SpatioTemporalNet", "doy_encoding", "pick_device"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    in_bands: int
+    width: int = 32
+    heads: int = 4
+    temporal_layers: int = 1
+    attention_pool: int = 4
+    n_classes: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def doy_encoding(doy: torch.Tensor, width: int) -> torch.Tensor:
+    """Sinusoidal encoding of day of year. doy: (B, T) float -> (B, T, width)."""
+    half = width // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=doy.device, dtype=torch.float32) / half)
+    angles = doy[..., None].float() * freqs
+    enc = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if enc.shape[-1] < width:
+        enc = F.pad(enc, (0, width - enc.shape[-1]))
+    return enc
+
+
+class SpatioTemporalNet(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        d = config.width
+        self.embed = nn.Conv2d(config.in_bands, d, 1)
+        self.mask_token = nn.Parameter(torch.zeros(d))
+        groups = math.gcd(8, d)
+        self.spatial = nn.Sequential(
+            nn.Conv2d(d, d, 3, padding=1), nn.GroupNorm(groups, d), nn.GELU(),
+            nn.Conv2d(d, d, 3, padding=1), nn.GroupNorm(groups, d), nn.GELU(),
+        )
+        layer = nn.TransformerEncoderLayer(d, config.heads, dim_feedforward=2 * d, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.temporal = nn.TransformerEncoder(layer, config.temporal_layers, enable_nested_tensor=False)
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d)
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.reconstruction_head = nn.Linear(d, config.in_bands)
+        self.classifier = nn.Linear(d, config.n_classes)
+
+    def encode(self, x: torch.Tensor, doy: torch.Tensor, mask: torch.Tensor | None = None):
+        """x: (B, T, C, H, W) normalised; doy: (B, T); mask: (B, T, H, W) bool of entries to hide.
+
+        Returns temporal features (B, H, W, T, d) and spatial features (B, T, d, H, W).
+        """
+        b, t, c, h, w = x.shape
+        d = self.config.width
+        e = self.embed(x.reshape(b * t, c, h, w))
+        if mask is not None:
+            m = mask.reshape(b * t, 1, h, w)
+            e = torch.where(m, self.mask_token.view(1, d, 1, 1).to(e.dtype), e)
+        s = e + self.spatial(e)
+        seq = s.reshape(b, t, d, h, w).permute(0, 3, 4, 1, 2).reshape(b * h * w, t, d)
+        pos = doy_encoding(doy, d)  # (B, T, d)
+        seq = seq + pos[:, None, None].expand(b, h, w, t, d).reshape(b * h * w, t, d)
+        tfeat = self.temporal(seq).reshape(b, h, w, t, d)
+        return tfeat, s.reshape(b, t, d, h, w)
+
+    def reconstruct(self, x: torch.Tensor, doy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Reconstructed bands (B, T, C, H, W) from the input with `mask`ed entries hidden."""
+        tfeat, _ = self.encode(x, doy, mask)
+        return self.reconstruction_head(tfeat).permute(0, 3, 4, 1, 2)
+
+    def forward(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, n_classes, H, W)."""
+        tfeat, s = self.encode(x, doy)
+        b, h, w, t, d = tfeat.shape
+        value = tfeat.max(dim=3).values  # (B, H, W, d)
+        pool = min(self.config.attention_pool, h, w)
+        keys = F.avg_pool2d(s.mean(dim=1), pool, ceil_mode=True)  # (B, d, h', w')
+        vals = F.avg_pool2d(value.permute(0, 3, 1, 2), pool, ceil_mode=True)
+        keys = self.key(keys.flatten(2).transpose(1, 2))  # (B, h'w', d)
+        vals = vals.flatten(2).transpose(1, 2)
+        q = self.query(value.reshape(b, h * w, d))
+        attended = F.scaled_dot_product_attention(q, keys, vals)  # (B, HW, d)
+        out = self.gamma * attended + value.reshape(b, h * w, d)
+        return self.classifier(out).transpose(1, 2).reshape(b, -1, h, w)

@@ -1,0 +1,125 @@
+"""Tiled inference with overlapping windows blended by a smooth weight, and the area mosaic.
+
+Each window's class probabilities are weighted by a separable raised-cosine window (never exactly
+zero, so every pixel is covered) and accumulated; the blended probability is the weighted mean.
+Windows that overlap by `overlap` pixels thus fade into each other instead of meeting at a seam.
+Memory is bounded by one batch of windows and one tile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cropmap.dataset import normalise
+from cropmap.grid import AreaGrid, Tile
+from cropmap.io import read_mosaic, write_geotiff
+from cropmap.model import ModelConfig, SpatioTemporalNet, pick_device
+
+log = logging.getLogger(__name__)
+
+__all__ = ["window_starts", "blend_weights", "predict_probability", "load_model", "write_tile_prediction",
+           "mosaic"]
+
+NODATA = 255
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows of `window` px every `stride` px covering [0, length)."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def blend_weights(window: int, overlap: int) -> np.ndarray:
+    """(window, window) weights: 1 in the centre, a raised-cosine ramp over `overlap` px at the
+    edges, floored at a small positive value."""
+    ramp = np.ones(window, np.float32)
+    if overlap > 0:
+        edge = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
+        ramp[:overlap] = edge
+        ramp[-overlap:] = edge[::-1]
+    ramp = np.maximum(ramp, 1e-3)
+    return np.outer(ramp, ramp)
+
+
+def load_model(checkpoint: dict[str, Any], device: torch.device) -> SpatioTemporalNet:
+    model = SpatioTemporalNet(ModelConfig(**checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def predict_probability(
+    model: SpatioTemporalNet, x: np.ndarray, doy: np.ndarray, *, window: int, overlap: int, batch_size: int,
+    device: torch.device | None = None, progress: bool = True,
+) -> np.ndarray:
+    """Crop probability (H, W) float32 for a standardised cube x (T, C, H, W)."""
+    device = device or next(model.parameters()).device
+    _, _, h, w = x.shape
+    window = min(window, h, w)
+    stride = max(window - overlap, 1)
+    weights = blend_weights(window, min(overlap, window // 2))
+    acc = np.zeros((h, w), np.float64)
+    wsum = np.zeros((h, w), np.float64)
+    positions = [(r, c) for r in window_starts(h, window, stride) for c in window_starts(w, window, stride)]
+    doy_t = torch.from_numpy(np.asarray(doy, np.float32)).to(device)
+    for i in tqdm(range(0, len(positions), batch_size), desc="predict", unit="batch", disable=not progress):
+        batch = positions[i:i + batch_size]
+        xb = torch.from_numpy(np.stack([x[:, :, r:r + window, c:c + window] for r, c in batch])).to(device)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            logits = model(xb, doy_t.expand(len(batch), -1))
+        prob = logits.float().softmax(dim=1)[:, 1].cpu().numpy()
+        for (r, c), p in zip(batch, prob):
+            acc[r:r + window, c:c + window] += p * weights
+            wsum[r:r + window, c:c + window] += weights
+    return (acc / wsum).astype(np.float32)
+
+
+def write_tile_prediction(path, *, probability: np.ndarray, valid: np.ndarray, tile: Tile, threshold: float) -> None:
+    """Two-band uint8 GeoTIFF: class (1 crop, 0 non-crop) and probability in percent; 255 = no data."""
+    cls = np.where(probability >= threshold, 1, 0).astype(np.uint8)
+    pct = np.round(probability * 100).astype(np.uint8)
+    cls[~valid] = NODATA
+    pct[~valid] = NODATA
+    write_geotiff(path, np.stack([cls, pct]), transform=tile.transform, crs=tile.crs, nodata=NODATA,
+                  descriptions=["cropland class", "cropland probability (%)"])
+
+
+def mosaic(tile_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, resampling: str,
+           tags: dict[str, str] | None = None) -> None:
+    """Mosaic one band of the tiles' rasters into one COG (with overviews) on the area grid."""
+    out = read_mosaic(tile_paths, grid=grid, band=band, nodata=NODATA)
+    write_geotiff(out_path, out, transform=grid.transform, crs=grid.crs, nodata=NODATA, cog=True,
+                  overview_resampling=resampling, tags=tags)
+
+
+def predict_tile(*, cube_path, checkpoint: dict[str, Any], tile: Tile, settings: dict[str, Any], out_path) -> None:
+    from cropmap.dataset import day_of_year
+    from cropmap.sits import open_cube
+
+    device = pick_device()
+    model = load_model(checkpoint, device)
+    cube = open_cube(cube_path)
+    mean, std = checkpoint["band_mean"].numpy(), checkpoint["band_std"].numpy()
+    bands = [str(b) for b in cube["band"].values]
+    if bands != list(checkpoint["bands"]):
+        from cropmap.errors import DataError
+
+        raise DataError(f"cube {cube_path} has bands {bands}, the model was trained on {checkpoint['bands']}")
+    x = normalise(cube["reflectance"].values, mean, std)
+    prob = predict_probability(model, x, day_of_year(cube["time"].values), window=settings["window"],
+                               overlap=settings["overlap"], batch_size=settings["batch_size"], device=device)
+    halo = int(cube.attrs.get("halo_px", 0))
+    if halo:
+        prob = prob[halo:-halo, halo:-halo]
+    valid = cube["never_observed"].values[halo:prob.shape[0] + halo, halo:prob.shape[1] + halo] == 0
+    write_tile_prediction(out_path, probability=prob, valid=valid, tile=tile, threshold=settings["threshold"])

@@ -1,0 +1,121 @@
+"""STAC search for Sentinel-2 L2A scenes over a study area and season.
+
+A STAC API is searched with pystac-client (retries with backoff on 429/5xx); a local static
+catalog is walked and filtered with the same filters (bbox, datetime, cloud cover), so both
+sources give the same kind of ItemCollection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import pystac
+from shapely.geometry import box, shape
+
+from cropmap.errors import SearchError
+from cropmap.grid import aoi_geometry
+
+log = logging.getLogger(__name__)
+
+__all__ = ["search_items", "filter_items", "save_items"]
+
+
+def _season_bounds(season: dict[str, str]) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.fromisoformat(season["start"]).replace(tzinfo=dt.timezone.utc)
+    end = dt.datetime.fromisoformat(season["end"]).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    return start, end
+
+
+def filter_items(
+    items: Iterable[pystac.Item], *, aoi, season: dict[str, str], max_cloud_cover: float
+) -> list[pystac.Item]:
+    """Items whose footprint intersects `aoi` (lon/lat), dated within the season, cloud cover ≤ max."""
+    start, end = _season_bounds(season)
+    kept = []
+    for item in items:
+        when = item.datetime or item.common_metadata.start_datetime
+        if when is None or not (start <= when < end):
+            continue
+        cloud = item.properties.get("eo:cloud_cover")
+        if cloud is not None and cloud > max_cloud_cover:
+            continue
+        geom = shape(item.geometry) if item.geometry else box(*item.bbox)
+        if geom.intersects(aoi):
+            kept.append(item)
+    return kept
+
+
+def _dedupe(items: list[pystac.Item]) -> list[pystac.Item]:
+    """Drop repeated item ids (an API page boundary or a catalog listing an item twice)."""
+    seen: dict[str, pystac.Item] = {}
+    for item in items:
+        seen.setdefault(item.id, item)
+    return sorted(seen.values(), key=lambda i: (i.datetime, i.id))
+
+
+def _search_catalog(path: str, collection: str, aoi, season, max_cloud_cover) -> list[pystac.Item]:
+    try:
+        catalog = pystac.Catalog.from_file(path)
+    except (OSError, pystac.STACError, ValueError) as err:
+        raise SearchError(f"cannot read the static STAC catalog {path}: {err}") from None
+    items = []
+    for child_collection in catalog.get_all_collections():
+        if child_collection.id == collection:
+            items.extend(child_collection.get_items(recursive=True))
+    if not items and catalog.id == collection:
+        items = list(catalog.get_items(recursive=True))
+    for item in items:
+        item.make_asset_hrefs_absolute()
+    return filter_items(items, aoi=aoi, season=season, max_cloud_cover=max_cloud_cover)
+
+
+def _search_api(url: str, collection: str, aoi, season, max_cloud_cover, max_items) -> list[pystac.Item]:
+    from pystac_client import Client
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3 import Retry
+
+    retry = Retry(total=5, backoff_factor=1.0, backoff_jitter=0.5,
+                  status_forcelist=[429, 500, 502, 503, 504], allowed_methods=None)
+    try:
+        client = Client.open(url, stac_io=StacApiIO(max_retries=retry, timeout=60))
+        start, end = _season_bounds(season)
+        search = client.search(
+            collections=[collection], intersects=aoi.__geo_interface__,
+            datetime=(start, end - dt.timedelta(seconds=1)),
+            query={"eo:cloud_cover": {"lt": max_cloud_cover}}, max_items=max_items, limit=100,
+        )
+        items = list(search.items())
+    except Exception as err:  # pystac-client raises APIError, requests errors, ...
+        raise SearchError(f"STAC search at {url} failed: {type(err).__name__}: {err}") from None
+    # not every API honours the query extension: filter on the client as well
+    return filter_items(items, aoi=aoi, season=season, max_cloud_cover=max_cloud_cover)
+
+
+def search_items(*, settings: dict[str, Any]) -> pystac.ItemCollection:
+    """Search the configured source; raise `SearchError` naming the filters if nothing is found."""
+    stac = settings["stac"]
+    aoi = aoi_geometry(settings["grid"]["aoi"])
+    season = settings["season"]
+    if "catalog" in stac:
+        source = stac["catalog"]
+        items = _search_catalog(source, stac["collection"], aoi, season, stac["max_cloud_cover"])
+    else:
+        source = stac["api"]
+        items = _search_api(source, stac["collection"], aoi, season, stac["max_cloud_cover"], stac["max_items"])
+    items = _dedupe(items)
+    if not items:
+        raise SearchError(
+            f"no {stac['collection']} items at {source} for AOI bounds {tuple(round(v, 4) for v in aoi.bounds)}, "
+            f"{season['start']}..{season['end']}, cloud cover <= {stac['max_cloud_cover']}%"
+        )
+    log.info("found %d items from %s to %s", len(items), items[0].datetime.date(), items[-1].datetime.date())
+    return pystac.ItemCollection(items)
+
+
+def save_items(items: pystac.ItemCollection, path) -> None:
+    from cropmap.io import write_json
+
+    write_json(path, items.to_dict(transform_hrefs=False))
