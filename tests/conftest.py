@@ -1,0 +1,51 @@
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def write_raster(path, data, *, transform, crs, nodata=None):
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    with rasterio.open(path, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+                       dtype=data.dtype, crs=crs, transform=transform, nodata=nodata) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.fixture
+def raster_writer(tmp_path):
+    def _write(name, data, **kw):
+        return write_raster(tmp_path / name, data, **kw)
+
+    return _write
+
+
+def shared_fixture(*parts) -> Path:
+    path = SHARED.joinpath("fixtures", *parts)
+    if not path.exists():
+        pytest.skip(f"shared fixture {path} is not present (it lives beside the repo in ../shared)")
+    return path
+
+
+MINIMAL_AREA = {
+    "aoi": {"bbox": [-96.717, 39.2978, -96.6082, 39.3823]},
+    "season": {"start": "2023-03-01", "end": "2023-10-31"},
+    "stac": {"catalog": "catalog.json"},
+    "glc": {"a": {"type": "esa-worldcover", "path": "a.tif"}},
+}
+
+
+@pytest.fixture
+def minimal_config():
+    return {"areas": {"demo": copy.deepcopy(MINIMAL_AREA)}}
+
+
+__all__ = ["write_raster", "shared_fixture", "Affine", "REPO"]

@@ -1,0 +1,101 @@
+import pytest
+import yaml
+
+from cropmap.config import load_config, settings_json, step_settings, validate_config
+from cropmap.errors import ConfigError
+
+from conftest import REPO
+
+
+def test_default_config_is_valid_and_filled():
+    config = load_config(REPO / "config.yaml")
+    assert config["sits"]["bands"][:3] == ["B02", "B03", "B04"]
+    assert config["areas"]["demo"]["crs"] == "auto"
+    assert config["train"]["similarity_weight"] > 0
+
+
+def test_minimal_config_gets_defaults(minimal_config):
+    config = validate_config(minimal_config)
+    assert config["areas"]["demo"]["tile_size"] == 512
+    assert config["areas"]["demo"]["resolution"] == 10
+    assert config["sits"]["interval_days"] == 10
+    assert config["predict"]["window"] == 64
+
+
+def _error(config) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_typo_in_key_is_named(minimal_config):
+    minimal_config["areas"]["demo"]["tile_sise"] = 256
+    message = _error(minimal_config)
+    assert "areas.demo.tile_sise" in message and "tile_size" in message
+
+
+def test_string_for_number_is_named(minimal_config):
+    minimal_config["areas"]["demo"]["tile_size"] = "big"
+    assert _error(minimal_config).startswith("areas.demo.tile_size: expected integer")
+
+
+def test_unknown_product_is_named(minimal_config):
+    minimal_config["areas"]["demo"]["glc"]["a"]["type"] = "worldcovr"
+    message = _error(minimal_config)
+    assert "areas.demo.glc.a.type" in message and "esa-worldcover" in message
+
+
+def test_product_without_legend(minimal_config):
+    minimal_config["areas"]["demo"]["glc"]["a"] = {"path": "x.tif"}
+    assert "areas.demo.glc.a" in _error(minimal_config)
+
+
+def test_empty_aoi(minimal_config):
+    minimal_config["areas"]["demo"]["aoi"]["bbox"] = [10, 45, 10, 45]
+    assert "areas.demo.aoi.bbox" in _error(minimal_config)
+
+
+def test_end_before_start(minimal_config):
+    minimal_config["areas"]["demo"]["season"]["end"] = "2023-01-01"
+    assert "areas.demo.season.end" in _error(minimal_config)
+
+
+def test_unknown_crs(minimal_config):
+    minimal_config["areas"]["demo"]["crs"] = "EPSG:999999"
+    assert "areas.demo.crs" in _error(minimal_config)
+
+
+def test_overlap_too_large(minimal_config):
+    minimal_config["predict"] = {"window": 32, "overlap": 16}
+    assert "predict.overlap" in _error(minimal_config)
+
+
+def test_step_settings_are_scoped():
+    """Each step sees only what it depends on, so params-based reruns are precise."""
+    config = load_config(REPO / "config.yaml")
+    before = {step: settings_json(config, "demo", step) for step in
+              ("demo", "search", "sits", "glc", "consensus", "pretrain", "train", "predict", "assess")}
+    config["sits"]["interval_days"] = 5
+    config["assess"]["table_decimals"] = 4
+    after = {step: settings_json(config, "demo", step) for step in before}
+    changed = {step for step in before if before[step] != after[step]}
+    assert changed == {"sits", "assess"}
+    assert "interval_days" in step_settings(config, "demo", "sits")
+
+
+def test_custom_product_legend_in_config(minimal_config):
+    minimal_config["areas"]["demo"]["glc"]["mine"] = {"path": "m.tif", "crop_classes": [3, 4], "nodata": 0}
+    config = validate_config(minimal_config)
+    assert config["areas"]["demo"]["glc"]["mine"]["crop_classes"] == [3, 4]
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("areas: [unclosed")
+    with pytest.raises(ConfigError):
+        load_config(bad)
+    bad.write_text(yaml.safe_dump({"areas": {}}))
+    with pytest.raises(ConfigError, match="areas"):
+        load_config(bad)

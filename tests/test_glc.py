@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+
+from cropmap.glc import PRODUCTS, Legend, legend_for, product_on_tile, recode
+from cropmap.grid import Tile
+
+from conftest import shared_fixture
+
+
+def test_recode_worldcover():
+    values = np.array([0, 10, 30, 40, 50, 80])
+    np.testing.assert_array_equal(recode(values, PRODUCTS["esa-worldcover"]), [255, 0, 0, 1, 0, 0])
+
+
+def test_recode_explicit_noncrop_and_ignored():
+    legend = Legend(crop_classes=(2,), noncrop_classes=(1,), nodata=0)
+    np.testing.assert_array_equal(recode(np.array([0, 1, 2, 3]), legend), [255, 0, 1, 255])
+    legend = legend_for({"type": "esri-lulc", "path": "x"})
+    np.testing.assert_array_equal(recode(np.array([0, 5, 10, 11]), legend), [255, 1, 255, 0])
+
+
+def test_custom_legend_from_config():
+    legend = legend_for({"path": "x", "crop_classes": [7, 8], "nodata": 99})
+    np.testing.assert_array_equal(recode(np.array([7, 8, 1, 99]), legend), [1, 1, 0, 255])
+
+
+def _utm_tile(size=64, res=10.0):
+    return Tile(ix=136, iy=850, crs="EPSG:32614", resolution=res, size=size)
+
+
+def test_finer_product_in_other_crs_matches_independent_warp(raster_writer, tmp_path):
+    """A 10 m-ish lon/lat product onto a 20 m UTM tile: crop fraction as an independent GDAL warp."""
+    tile = _utm_tile(size=64, res=20.0)
+    rng = np.random.default_rng(1)
+    deg = 1 / 12000
+    from rasterio.warp import transform_bounds
+
+    west, south, east, north = transform_bounds(tile.crs, "EPSG:4326", *tile.bounds)
+    west, north = west - 0.002, north + 0.002
+    transform = Affine(deg, 0, west, 0, -deg, north)
+    blocks = rng.choice([10, 30, 40], size=(20, 20), p=[0.3, 0.3, 0.4])
+    values = np.kron(blocks, np.ones((9, 9), np.uint8)).astype(np.uint8)
+    path = raster_writer("wc.tif", values, transform=transform, crs="EPSG:4326", nodata=0)
+    out = product_on_tile(str(path), PRODUCTS["esa-worldcover"], tile)
+    ref = np.zeros(tile.shape, np.float32)
+    reproject((values == 40).astype(np.float32), ref, src_transform=transform, src_crs="EPSG:4326",
+              dst_transform=tile.transform, dst_crs=tile.crs, resampling=Resampling.average)
+    covered = out != 255
+    assert covered.mean() > 0.9
+    assert abs(np.mean(out[covered] == 1) - np.mean(ref[covered] >= 0.5)) < 0.01
+
+
+def test_product_not_covering_tile_is_nodata(raster_writer):
+    transform = Affine(10, 0, 0, 0, -10, 100)
+    path = raster_writer("far.tif", np.full((10, 10), 40, np.uint8), transform=transform, crs="EPSG:32614")
+    out = product_on_tile(str(path), PRODUCTS["esa-worldcover"], _utm_tile())
+    assert (out == 255).all()
+
+
+def test_real_worldcover_window_onto_utm_grid():
+    """The real ESA WorldCover 2021 tile (São Tomé), read by window only, onto a UTM 10 m grid."""
+    path = shared_fixture("glc", "esa-worldcover-2021", "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif")
+    # São Tomé island around 6.6 E, 0.3 N is in UTM zone 32N; a 2.56 km tile there
+    tile = Tile(ix=int(720000 // 2560), iy=int(33000 // 2560), crs="EPSG:32632", resolution=10.0, size=256)
+    out = product_on_tile(str(path), PRODUCTS["esa-worldcover"], tile)
+    ref = np.zeros(tile.shape, np.float32)
+    valid = np.zeros(tile.shape, np.float32)
+    with rasterio.open(path) as src:
+        from rasterio.warp import transform_bounds
+        from rasterio.windows import from_bounds
+
+        b = transform_bounds(tile.crs, src.crs, *tile.bounds)
+        win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()
+        data = src.read(1, window=win)
+        wt = src.window_transform(win)
+    reproject((data == 40).astype(np.float32), ref, src_transform=wt, src_crs="EPSG:4326",
+              dst_transform=tile.transform, dst_crs=tile.crs, resampling=Resampling.average)
+    reproject((data != 0).astype(np.float32), valid, src_transform=wt, src_crs="EPSG:4326",
+              dst_transform=tile.transform, dst_crs=tile.crs, resampling=Resampling.average)
+    covered = out != 255
+    if not covered.any():
+        pytest.skip("the chosen tile is over the ocean in this fixture")
+    expected = (ref / np.maximum(valid, 1e-6))[covered] >= 0.5
+    assert abs(np.mean(out[covered] == 1) - np.mean(expected)) < 0.01
