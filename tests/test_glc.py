@@ -64,8 +64,11 @@ def test_product_not_covering_tile_is_nodata(raster_writer):
 def test_real_worldcover_window_onto_utm_grid():
     """The real ESA WorldCover 2021 tile (São Tomé), read by window only, onto a UTM 10 m grid."""
     path = shared_fixture("glc", "esa-worldcover-2021", "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif")
-    # São Tomé island around 6.6 E, 0.3 N is in UTM zone 32N; a 2.56 km tile there
-    tile = Tile(ix=int(720000 // 2560), iy=int(33000 // 2560), crs="EPSG:32632", resolution=10.0, size=256)
+    from pyproj import Transformer
+
+    # farmland of São Tomé island near 6.7 E, 0.38 N (UTM zone 32N); a 2.56 km tile there
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32632", always_xy=True).transform(6.7, 0.38)
+    tile = Tile(ix=int(x // 2560), iy=int(y // 2560), crs="EPSG:32632", resolution=10.0, size=256)
     out = product_on_tile(str(path), PRODUCTS["esa-worldcover"], tile)
     ref = np.zeros(tile.shape, np.float32)
     valid = np.zeros(tile.shape, np.float32)

@@ -32,7 +32,7 @@ from scipy.spatial import cKDTree
 from shapely.geometry import box, mapping
 from tqdm import tqdm
 
-from cropmap.grid import AreaGrid, tiles_for_area
+from cropmap.grid import AreaGrid, reproject_geometry, tiles_for_area
 from cropmap.io import atomic_path, write_geotiff
 
 log = logging.getLogger(__name__)
@@ -234,11 +234,7 @@ def _scene_dates(season: dict[str, str], revisit_days: int) -> list[dt.date]:
 
 
 def _item(item_id: str, date: dt.date, grid: AreaGrid, epsg: int, valid_bounds, cover: float, platform: str) -> pystac.Item:
-    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
-    footprint = box(*valid_bounds).segmentize(500)
-    from shapely.ops import transform as shp_transform
-
-    geom = shp_transform(to_lonlat.transform, footprint)
+    geom = reproject_geometry(box(*valid_bounds).segmentize(500), grid.crs, "EPSG:4326")
     when = dt.datetime(date.year, date.month, date.day, 17, 21, 34, tzinfo=dt.timezone.utc)
     item = pystac.Item(
         id=item_id, geometry=mapping(geom), bbox=list(geom.bounds), datetime=when,

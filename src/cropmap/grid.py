@@ -14,11 +14,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shapely_transform
 
 from cropmap.errors import ConfigError
 
@@ -100,8 +101,12 @@ def output_crs(grid: dict[str, Any]) -> str:
 
 def aoi_in_crs(grid: dict[str, Any], crs: str | None = None) -> BaseGeometry:
     crs = crs or output_crs(grid)
-    to_crs = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform
-    return shapely_transform(to_crs, aoi_geometry(grid["aoi"]).segmentize(0.01))
+    return reproject_geometry(aoi_geometry(grid["aoi"]).segmentize(0.01), "EPSG:4326", crs)
+
+
+def reproject_geometry(geom: BaseGeometry, src_crs: str, dst_crs: str) -> BaseGeometry:
+    transformer = Transformer.from_crs(src_crs, dst_crs, always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
 
 
 def tiles_for_area(grid: dict[str, Any]) -> list[Tile]:

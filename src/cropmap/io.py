@@ -14,6 +14,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.enums import Resampling
 
 __all__ = ["atomic_path", "write_geotiff", "write_json", "read_json"]
 
@@ -64,6 +65,7 @@ def write_geotiff(
         "transform": transform,
         "nodata": nodata,
         "compress": "deflate",
+        "predictor": 2 if np.issubdtype(data.dtype, np.integer) else 3,
         "tiled": True,
         "blockxsize": 256 if width >= 256 else 16 * max(1, width // 16),
         "blockysize": 256 if height >= 256 else 16 * max(1, height // 16),
@@ -78,12 +80,23 @@ def write_geotiff(
         plain = tmp.with_name(tmp.name + ".plain.tif")
         try:
             _write(plain, data, profile, descriptions, tags)
+            with rasterio.open(plain, "r+") as dst:
+                dst.build_overviews(overview_factors(height, width), Resampling[overview_resampling.lower()])
             rasterio.shutil.copy(
-                plain, tmp, driver="COG", compress="DEFLATE", blocksize=256,
-                overview_resampling=overview_resampling.upper(), overviews="AUTO",
+                plain, tmp, driver="COG", compress="DEFLATE", predictor="YES", blocksize=256,
+                overviews="FORCE_USE_EXISTING",
             )
         finally:
             plain.unlink(missing_ok=True)
+
+
+def overview_factors(height: int, width: int, *, smallest: int = 128) -> list[int]:
+    """Decimation factors 2, 4, 8, ... until the coarsest level is at most `smallest` pixels
+    across (at least one level, so even a small map has an overview)."""
+    factors = [2]
+    while max(height, width) / factors[-1] > smallest and min(height, width) / factors[-1] >= 2:
+        factors.append(factors[-1] * 2)
+    return factors
 
 
 def _write(path, data, profile, descriptions, tags) -> None:

@@ -62,8 +62,8 @@ class SpatioTemporalNet(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(d))
         groups = math.gcd(8, d)
         self.spatial = nn.Sequential(
-            nn.Conv2d(d, d, 3, padding=1), nn.GroupNorm(groups, d), nn.GELU(),
-            nn.Conv2d(d, d, 3, padding=1), nn.GroupNorm(groups, d), nn.GELU(),
+            nn.Conv2d(d, d, 3, padding=1, padding_mode="replicate"), nn.GroupNorm(groups, d), nn.GELU(),
+            nn.Conv2d(d, d, 3, padding=1, padding_mode="replicate"), nn.GroupNorm(groups, d), nn.GELU(),
         )
         layer = nn.TransformerEncoderLayer(d, config.heads, dim_feedforward=2 * d, dropout=0.0,
                                            batch_first=True, norm_first=True)

@@ -285,8 +285,9 @@ def train(*, tiles: Sequence[TileArrays], settings: dict[str, Any], pretrained: 
     return {"best_step": best["step"], "val_f1": best["f1"], "steps_run": len(rows)}
 
 
-def _validation_batches(tiles, settings, val_frac) -> list[tuple]:
-    """Fixed patches tiling the held-out block (the bottom rows of every tile)."""
+def _validation_batches(tiles, settings, val_frac, max_patches: int = 64) -> list[tuple]:
+    """Fixed patches tiling the held-out block (the bottom rows of every tile), at most
+    `max_patches` of them spread evenly, so validation stays a small share of training time."""
     size = settings["patch_size"]
     batches = []
     for t in tiles:
@@ -302,6 +303,9 @@ def _validation_batches(tiles, settings, val_frac) -> list[tuple]:
         for t in tiles:
             _, _, h, w = t.reflectance.shape
             batches.append((t.reflectance[:, :, :size, :size], t.doy, t.labels[:size, :size]))
+    if len(batches) > max_patches:
+        keep = np.linspace(0, len(batches) - 1, max_patches).round().astype(int)
+        batches = [batches[i] for i in keep]
     return batches
 
 
