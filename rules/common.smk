@@ -34,6 +34,7 @@ def all_outputs():
             f"results/{area}/cropland.tif",
             f"results/{area}/cropland_probability.tif",
             f"results/{area}/assessment/metrics.json",
+            f"results/{area}/labels/quality.json",
         ]
     return outputs
 

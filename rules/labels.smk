@@ -21,9 +21,31 @@ rule consensus:
         "results/{area}/consensus/{tile}.tif",
     params:
         settings=step_settings("consensus"),
+        names=lambda wildcards: list(config["areas"][wildcards.area]["glc"]),
     log:
         "results/{area}/logs/consensus/{tile}.log",
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap consensus --settings {params.settings:q} --products {input} --out {output} > {log} 2>&1"
+        "cropmap consensus --settings {params.settings:q} --products {input} --names {params.names} "
+        "--out {output} > {log} 2>&1"
+
+
+rule label_quality:
+    input:
+        consensus=area_files("consensus/{tile}.tif"),
+        products=all_product_tiles,
+        reference=reference_source,
+    output:
+        summary="results/{area}/labels/quality.json",
+        plot="results/{area}/labels/quality.png",
+    params:
+        settings=step_settings("label_quality"),
+        products=product_mosaic_args,
+    log:
+        "results/{area}/logs/label_quality.log",
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "cropmap label-quality --settings {params.settings:q} --consensus {input.consensus} "
+        "{params.products} --out {output.summary} --plot {output.plot} > {log} 2>&1"

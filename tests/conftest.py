@@ -35,6 +35,17 @@ def shared_fixture(*parts) -> Path:
     return path
 
 
+def bbox_inside(tile, inset_m: float = 20.0) -> list[float]:
+    """A lon/lat bbox strictly inside `tile`, so that the tile is the only one of its grid."""
+    from pyproj import Transformer
+
+    left, bottom, right, top = tile.bounds
+    xs, ys = Transformer.from_crs(tile.crs, "EPSG:4326", always_xy=True).transform(
+        [left + inset_m, right - inset_m, left + inset_m, right - inset_m],
+        [bottom + inset_m, bottom + inset_m, top - inset_m, top - inset_m])
+    return [max(xs[0], xs[2]), max(ys[0], ys[1]), min(xs[1], xs[3]), min(ys[2], ys[3])]
+
+
 MINIMAL_AREA = {
     "aoi": {"bbox": [-96.717, 39.2978, -96.6082, 39.3823]},
     "season": {"start": "2023-03-01", "end": "2023-10-31"},

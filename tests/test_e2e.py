@@ -77,7 +77,8 @@ def workflow(tmp_path_factory):
 def test_every_output_is_written(workflow):
     results = workflow / "results" / "demo"
     for name in ("cropland.tif", "cropland_probability.tif", "assessment/metrics.json", "assessment/metrics.md",
-                 "model/pretrained.pt", "model/model.pt", "model/train_curves.png", "model/pretrain_loss.png"):
+                 "model/pretrained.pt", "model/model.pt", "model/train_curves.png", "model/pretrain_loss.png",
+                 "labels/quality.json", "labels/quality.png"):
         assert (results / name).stat().st_size > 0, name
     assert len(list((results / "sits").glob("*.nc"))) == 2
     assert len(list((results / "consensus").glob("*.tif"))) == 2

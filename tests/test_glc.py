@@ -8,7 +8,7 @@ from rasterio.warp import reproject
 from cropmap.glc import PRODUCTS, Legend, legend_for, product_on_tile, recode
 from cropmap.grid import Tile
 
-from conftest import shared_fixture
+from conftest import bbox_inside, shared_fixture
 
 
 def test_recode_worldcover():
@@ -89,3 +89,86 @@ def test_real_worldcover_window_onto_utm_grid():
         pytest.skip("the chosen tile is over the ocean in this fixture")
     expected = (ref / np.maximum(valid, 1e-6))[covered] >= 0.5
     assert abs(np.mean(out[covered] == 1) - np.mean(expected)) < 0.01
+
+
+def _independent_crop_fraction(path, legend, tile, resampling):
+    """Crop share on the tile by a plain GDAL warp of the recoded product (not cropmap's code path)."""
+    with rasterio.open(path) as src:
+        recoded = recode(src.read(1), legend).astype(np.float32)
+        recoded[recoded == 255] = np.nan
+        dst = np.full(tile.shape, np.nan, np.float32)
+        reproject(recoded, dst, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
+                  dst_transform=tile.transform, dst_crs=tile.crs, dst_nodata=np.nan, resampling=resampling)
+    return dst
+
+
+def _kansas_tile(size, res, dx=0.0):
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32614", always_xy=True).transform(-97.07 + dx, 39.28)
+    extent = size * res
+    return Tile(ix=int(x // extent), iy=int(y // extent), crs="EPSG:32614", resolution=res, size=size)
+
+
+@pytest.mark.parametrize("name,product_type", [("2021_30m_cdls.tif", "usda-cdl"),
+                                                ("2021_cultivated_layer.tif", "usda-cdl-cultivated")])
+def test_real_cdl_onto_utm_10m_grid(name, product_type):
+    """Real USDA CDL 2021 (EPSG:5070, 30 m) onto a UTM 10 m tile: nearest, as a plain GDAL warp."""
+    path = shared_fixture("glc", "usda-cdl-2021", name)
+    tile = _kansas_tile(512, 10.0)
+    out = product_on_tile(str(path), PRODUCTS[product_type], tile)
+    ref = _independent_crop_fraction(path, PRODUCTS[product_type], tile, Resampling.nearest)
+    covered = out != 255
+    assert covered.mean() > 0.99
+    share = np.mean(out[covered] == 1)
+    assert 0.05 < share < 0.95
+    assert abs(share - np.nanmean(ref[covered] >= 0.5)) < 0.01
+
+
+def test_real_cdl_onto_coarser_grid_takes_crop_fraction():
+    """CDL at 30 m onto a 90 m UTM grid: crop where at least half the source pixels are crop."""
+    path = shared_fixture("glc", "usda-cdl-2021", "2021_cultivated_layer.tif")
+    tile = _kansas_tile(64, 90.0)
+    out = product_on_tile(str(path), PRODUCTS["usda-cdl-cultivated"], tile)
+    ref = _independent_crop_fraction(path, PRODUCTS["usda-cdl-cultivated"], tile, Resampling.average)
+    covered = (out != 255) & ~np.isnan(ref)
+    assert covered.mean() > 0.5
+    assert abs(np.mean(out[covered] == 1) - np.mean(ref[covered] >= 0.5)) < 0.01
+
+
+def test_real_cdl_grid_straddling_the_product_edge():
+    """A tile half outside the CDL clip: outside is no data, inside matches the warp."""
+    path = shared_fixture("glc", "usda-cdl-2021", "2021_cultivated_layer.tif")
+    with rasterio.open(path) as src:
+        from rasterio.warp import transform_bounds
+
+        west = transform_bounds(src.crs, "EPSG:4326", *src.bounds)[0]
+    tile = _kansas_tile(256, 10.0, dx=west + 97.07 - 0.001)  # centred just inside the west edge
+    out = product_on_tile(str(path), PRODUCTS["usda-cdl-cultivated"], tile)
+    ref = _independent_crop_fraction(path, PRODUCTS["usda-cdl-cultivated"], tile, Resampling.nearest)
+    covered = out != 255
+    assert 0.1 < covered.mean() < 0.9
+    assert np.array_equal(covered, ~np.isnan(ref)) or abs(covered.mean() - np.mean(~np.isnan(ref))) < 0.01
+    both = covered & ~np.isnan(ref)
+    assert abs(np.mean(out[both] == 1) - np.mean(ref[both] >= 0.5)) < 0.01
+
+
+def test_product_defined_in_config_runs_through_the_glc_step(tmp_path, raster_writer):
+    """A product unknown to the registry, its legend given in config, through `cropmap glc`."""
+    import json
+
+    from cropmap.cli import main
+
+    tile = _utm_tile(size=32)
+    values = np.array([[7, 8, 3, 0]] * 32 * 8, np.uint8).reshape(32, 32)
+    path = raster_writer("mine.tif", values, transform=tile.transform, crs=tile.crs, nodata=0)
+    grid = {"aoi": {"bbox": bbox_inside(tile)}, "crs": tile.crs, "resolution": 10, "tile_size": 32}
+    settings = {"grid": grid, "products": {"mine": {"path": str(path), "crop_classes": [7, 8], "nodata": 0}}}
+    out = tmp_path / "out.tif"
+    assert main(["glc", "--settings", json.dumps(settings), "--product", "mine", "--tile", tile.id,
+                 "--out", str(out)]) == 0
+    with rasterio.open(out) as src:
+        recoded = src.read(1)
+    np.testing.assert_array_equal(np.unique(recoded[values == 7]), [1])
+    np.testing.assert_array_equal(np.unique(recoded[values == 3]), [0])
+    np.testing.assert_array_equal(np.unique(recoded[values == 0]), [255])

@@ -76,20 +76,37 @@ def cmd_consensus(args) -> None:
     import numpy as np
     import rasterio
 
-    from cropmap.consensus import consensus_labels
+    from cropmap.consensus import clean_labels, consensus_labels
     from cropmap.io import write_geotiff
 
     settings = _settings(args.settings)
+    if len(args.names) != len(args.products):
+        raise CropmapError("consensus: give one --names entry per --products file")
     stack = []
     for path in args.products:
         with rasterio.open(path) as src:
             stack.append(src.read(1))
             transform, crs = src.transform, src.crs
-    labels, voters, agreeing = consensus_labels(np.stack(stack), min_voters=settings["min_voters"])
+    weights = [settings["weights"].get(name, 1.0) for name in args.names]
+    labels, voters, agreeing = consensus_labels(
+        np.stack(stack), min_voters=settings["min_voters"], rule=settings["rule"],
+        min_agreement=settings["min_agreement"], weights=weights, weighted_threshold=settings["weighted_threshold"])
+    labels = clean_labels(labels, erode_px=settings["erode_px"], min_patch_px=settings["min_patch_px"])
     write_geotiff(args.out, np.stack([labels, voters, agreeing]), transform=transform, crs=crs, nodata=255,
                   descriptions=["consensus label (1 crop, 0 non-crop, 255 unlabelled)", "voters", "agreeing"])
-    print(f"labelled {np.mean(labels != 255):.1%} of the tile, crop share of labels "
-          f"{np.mean(labels[labels != 255] == 1) if (labels != 255).any() else 0:.1%}")
+    labelled = labels != 255
+    print(f"labelled {labelled.mean():.1%} of the tile, crop share of labels "
+          f"{np.mean(labels[labelled] == 1) if labelled.any() else 0:.1%}")
+
+
+def cmd_label_quality(args) -> None:
+    from cropmap.label_quality import label_quality
+
+    settings = _settings(args.settings)
+    summary = label_quality(settings=settings, consensus=args.consensus, products={name: paths for name, *paths in args.product or []},
+                            out_json=args.out, out_png=args.plot)
+    print(f"labelled {summary['labelled_fraction']:.1%} of the area; label accuracy "
+          f"{summary.get('accuracy', {}).get('consensus', float('nan')):.3f}")
 
 
 def cmd_pretrain(args) -> None:
@@ -186,8 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", required=True)
     p.add_argument("--out", required=True)
     p = add("consensus", cmd_consensus, "consensus labels of one tile")
-    p.add_argument("--products", nargs="+", required=True)
+    p.add_argument("--products", nargs="+", required=True, help="recoded product rasters of the tile")
+    p.add_argument("--names", nargs="+", required=True, help="the products' names, in the same order")
     p.add_argument("--out", required=True)
+    p = add("label-quality", cmd_label_quality, "label-quality summary of an area (JSON and plot)")
+    p.add_argument("--consensus", nargs="+", required=True)
+    p.add_argument("--product", nargs="+", action="append", metavar=("NAME", "PATH"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--plot", required=True)
     p = add("pretrain", cmd_pretrain, "self-supervised masked pretraining")
     p.add_argument("--cubes", nargs="+", required=True)
     p.add_argument("--out", required=True)

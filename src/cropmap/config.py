@@ -123,6 +123,9 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
             raise ConfigError(f"{key}.crs: {area['crs']!r} is not a known CRS (e.g. 'EPSG:32614' or 'auto')") from None
         if not crs.is_projected:
             raise ConfigError(f"{key}.crs: {area['crs']!r} is not a projected CRS in metres")
+    for product_name in config["consensus"]["weights"]:
+        if product_name not in area["glc"] and len(config["areas"]) == 1:
+            raise ConfigError(f"consensus.weights.{product_name}: no product of that name in {key}.glc")
     for product_name, product in area["glc"].items():
         if "type" in product and product["type"] not in PRODUCTS:
             raise ConfigError(
@@ -172,6 +175,8 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
         return {"model": config["model"], **config["train"]}
     if step in ("predict", "mosaic"):
         return {"grid": grid, **config["predict"]}
+    if step == "label_quality":
+        return {"grid": grid, "reference": a.get("reference")}
     if step == "assess":
         return {"grid": grid, "reference": a.get("reference"), **config["assess"]}
     raise ValueError(f"unknown step {step!r}")
