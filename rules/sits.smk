@@ -5,7 +5,7 @@ rule sits:
         "results/{area}/sits/{tile}.nc",
     params:
         settings=step_settings("sits"),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 3000 * attempt,
     log:

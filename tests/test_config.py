@@ -19,7 +19,7 @@ def test_minimal_config_gets_defaults(minimal_config):
     assert config["areas"]["demo"]["tile_size"] == 512
     assert config["areas"]["demo"]["resolution"] == 10
     assert config["sits"]["interval_days"] == 10
-    assert config["predict"]["window"] == 128
+    assert config["predict"]["window"] == 64
 
 
 def _error(config) -> str:
