@@ -50,7 +50,10 @@ def stac_catalog(wildcards):
 
 
 def product_source(wildcards):
-    return local_path(config["areas"][wildcards.area]["glc"][wildcards.product]["path"])
+    """A product's file as input; a glob, URL or STAC source is read by the step itself."""
+    product = config["areas"][wildcards.area]["glc"][wildcards.product]
+    path = product.get("path", "")
+    return [] if not path or any(ch in path for ch in "*?[") else local_path(path)
 
 
 def area_files(pattern):

@@ -5,7 +5,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from cropmap.glc import PRODUCTS, Legend, legend_for, product_on_tile, recode
+from cropmap.glc import PRODUCTS, Legend, legend_for, product_on_tile, product_sources, recode
 from cropmap.grid import Tile
 
 from conftest import bbox_inside, shared_fixture
@@ -172,3 +172,70 @@ def test_product_defined_in_config_runs_through_the_glc_step(tmp_path, raster_wr
     np.testing.assert_array_equal(np.unique(recoded[values == 7]), [1])
     np.testing.assert_array_equal(np.unique(recoded[values == 3]), [0])
     np.testing.assert_array_equal(np.unique(recoded[values == 0]), [255])
+
+
+def _split_product(tmp_path, tile):
+    """A WorldCover-like product as two tiles that meet in the middle of `tile`."""
+    from rasterio.warp import transform_bounds
+
+    west, south, east, north = transform_bounds(tile.crs, "EPSG:4326", *tile.bounds)
+    deg = 1 / 12000
+    west, north = west - 0.003, north + 0.003
+    width = int((east - west + 0.006) / deg)
+    height = int((north - south + 0.006) / deg)
+    rng = np.random.default_rng(5)
+    values = np.kron(rng.choice([30, 40], size=(height // 9 + 1, width // 9 + 1)), np.ones((9, 9)))[:height, :width]
+    values = values.astype(np.uint8)
+    half = width // 2
+    paths = []
+    for k, (c0, c1) in enumerate([(0, half), (half, width)]):
+        path = tmp_path / f"wc_part{k}.tif"
+        write = __import__("conftest").write_raster
+        write(path, values[:, c0:c1], transform=Affine(deg, 0, west + c0 * deg, 0, -deg, north), crs="EPSG:4326",
+              nodata=0)
+        paths.append(path)
+    whole = tmp_path / "wc_whole.tif"
+    __import__("conftest").write_raster(whole, values, transform=Affine(deg, 0, west, 0, -deg, north),
+                                        crs="EPSG:4326", nodata=0)
+    return paths, whole
+
+
+def test_glob_of_tiles_equals_the_whole_product(tmp_path):
+    tile = _utm_tile(size=64, res=20.0)
+    parts, whole = _split_product(tmp_path, tile)
+    sources = product_sources({"path": str(tmp_path / "wc_part*.tif")}, tile)
+    assert sources == [str(p) for p in parts]
+    from_parts = product_on_tile(sources, PRODUCTS["esa-worldcover"], tile)
+    from_whole = product_on_tile(str(whole), PRODUCTS["esa-worldcover"], tile)
+    assert (from_parts != 255).all()
+    np.testing.assert_array_equal(from_parts, from_whole)
+
+
+def test_product_items_from_a_static_stac_catalog(tmp_path):
+    """Product tiles found through a STAC catalog (the same code path as a STAC API)."""
+    import datetime as dt
+
+    import pystac
+    from shapely.geometry import box, mapping
+
+    tile = _utm_tile(size=64, res=20.0)
+    parts, whole = _split_product(tmp_path, tile)
+    catalog = pystac.Catalog(id="glc", description="product tiles")
+    collection = pystac.Collection(id="esa-worldcover", description="tiles", extent=pystac.Extent(
+        pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])))
+    catalog.add_child(collection)
+    for k, path in enumerate(parts):
+        with rasterio.open(path) as src:
+            geom = box(*src.bounds)
+        item = pystac.Item(id=f"part{k}", geometry=mapping(geom), bbox=list(geom.bounds),
+                           datetime=dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc), properties={})
+        item.add_asset("map", pystac.Asset(href=str(path.resolve()), media_type=pystac.MediaType.COG))
+        collection.add_item(item)
+    catalog.normalize_hrefs(str(tmp_path / "catalog"))
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    product = {"stac": {"catalog": str(tmp_path / "catalog" / "catalog.json"), "collection": "esa-worldcover",
+                        "asset": "map", "datetime": "2021"}}
+    sources = product_sources(product, tile)
+    assert sorted(sources) == sorted(str(p.resolve()) for p in parts)
+    np.testing.assert_array_equal(product_on_tile(sources, PRODUCTS["esa-worldcover"], tile),
+                                  product_on_tile(str(whole), PRODUCTS["esa-worldcover"], tile))

@@ -58,14 +58,15 @@ def cmd_sits(args) -> None:
 def cmd_glc(args) -> None:
     import numpy as np
 
-    from cropmap.glc import legend_for, product_on_tile
+    from cropmap.glc import legend_for, product_on_tile, product_sources
     from cropmap.grid import tile_by_id
     from cropmap.io import write_geotiff
 
     settings = _settings(args.settings)
     tile = tile_by_id(settings["grid"], args.tile)
     product = settings["products"][args.product]
-    recoded = product_on_tile(product["path"], legend_for(product), tile)
+    recoded = product_on_tile(product_sources(product, tile), legend_for(product), tile,
+                              crop_fraction_threshold=product.get("crop_fraction_threshold", 0.5))
     write_geotiff(args.out, recoded, transform=tile.transform, crs=tile.crs, nodata=255,
                   descriptions=[f"{args.product}: 1 crop, 0 non-crop"])
     valid = recoded != 255

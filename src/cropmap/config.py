@@ -60,6 +60,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{_key_path(path)}: give exactly one of 'bbox' (lon/lat) or 'file'"
     if error.validator == "oneOf" and path and path[-1] == "stac":
         return f"{_key_path(path)}: give exactly one of 'api' (URL) or 'catalog' (local path)"
+    if error.validator == "oneOf" and len(path) >= 2 and path[-2] == "glc":
+        return f"{_key_path(path)}: give exactly one of 'path' or 'stac'"
     if error.validator == "anyOf" and len(path) >= 2 and path[-2] == "glc":
         return (
             f"{_key_path(path)}: a product needs 'type' (one of {', '.join(_known_products())}) "

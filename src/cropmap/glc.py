@@ -5,6 +5,8 @@ Recoded rasters use 1 = crop, 0 = non-crop, 255 = no data (no coverage, nodata o
 
 from __future__ import annotations
 
+import glob
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,8 @@ from rasterio.windows import Window, from_bounds
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 
-__all__ = ["CROP", "NONCROP", "NODATA", "Legend", "PRODUCTS", "legend_for", "recode", "product_on_tile"]
+__all__ = ["CROP", "NONCROP", "NODATA", "Legend", "PRODUCTS", "legend_for", "recode", "product_sources",
+           "product_on_tile"]
 
 CROP, NONCROP, NODATA = 1, 0, 255
 
@@ -93,14 +96,55 @@ def recode(values: np.ndarray, legend: Legend) -> np.ndarray:
     return out
 
 
-def product_on_tile(path: str, legend: Legend, tile: Tile, *, crop_fraction_threshold: float = 0.5) -> np.ndarray:
-    """Read the part of a product under `tile`, recode it, and resample it onto the tile grid.
+def product_sources(product: dict[str, Any], tile: Tile) -> list[str]:
+    """The files (or URLs) of a product that may cover `tile`.
 
-    Only the window under the tile is read. A product finer than the tile is aggregated by the
-    fraction of crop among valid source pixels (crop where it reaches `crop_fraction_threshold`,
-    no data where fewer than half the source pixels are valid); a coarser or equal one is taken
-    by nearest neighbour.
+    `path` is one raster, VRT or URL, or a glob of tiles; `stac` searches a STAC API or a local
+    static catalog for the collection's items over the tile and takes their `asset`.
     """
+    if "stac" not in product:
+        path = product["path"]
+        if "://" not in path and any(ch in path for ch in "*?["):
+            files = sorted(glob.glob(path))
+            if not files:
+                raise DataError(f"no file matches the product path {path!r}")
+            return files
+        return [path]
+    from shapely.geometry import box
+
+    from cropmap.grid import reproject_geometry
+    from cropmap.search import find_items
+
+    stac = product["stac"]
+    footprint = reproject_geometry(box(*tile.bounds), tile.crs, "EPSG:4326")
+    items = find_items(stac, footprint, datetime=stac.get("datetime"))
+    hrefs = [item.assets[stac["asset"]].get_absolute_href() for item in items if stac["asset"] in item.assets]
+    if product.get("sign") == "planetary-computer":
+        import planetary_computer
+
+        hrefs = [planetary_computer.sign(h) for h in hrefs]
+    return hrefs
+
+
+def product_on_tile(sources: str | Sequence[str], legend: Legend, tile: Tile, *,
+                    crop_fraction_threshold: float = 0.5) -> np.ndarray:
+    """Read the parts of a product's files under `tile`, recode them, resample onto the tile grid.
+
+    Only the window under the tile is read from each file. A product finer than the tile is
+    aggregated by the fraction of crop among valid source pixels (crop where it reaches
+    `crop_fraction_threshold`; no data where fewer than half the source pixels are valid); a
+    coarser or equal one is taken by nearest neighbour. Where several files cover a pixel, the
+    first with data wins.
+    """
+    out = np.full(tile.shape, NODATA, dtype=np.uint8)
+    for path in [sources] if isinstance(sources, str) else sources:
+        part = _one_file_on_tile(path, legend, tile, crop_fraction_threshold)
+        fill = (out == NODATA) & (part != NODATA)
+        out[fill] = part[fill]
+    return out
+
+
+def _one_file_on_tile(path: str, legend: Legend, tile: Tile, crop_fraction_threshold: float) -> np.ndarray:
     out = np.full(tile.shape, NODATA, dtype=np.uint8)
     try:
         src = rasterio.open(path)

@@ -20,7 +20,7 @@ from cropmap.grid import aoi_geometry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["search_items", "filter_items", "save_items"]
+__all__ = ["search_items", "find_items", "filter_items", "save_items"]
 
 
 def _season_bounds(season: dict[str, str]) -> tuple[dt.datetime, dt.datetime]:
@@ -56,7 +56,7 @@ def _dedupe(items: list[pystac.Item]) -> list[pystac.Item]:
     return sorted(seen.values(), key=lambda i: (i.datetime, i.id))
 
 
-def _search_catalog(path: str, collection: str, aoi, season, max_cloud_cover) -> list[pystac.Item]:
+def _catalog_items(path: str, collection: str) -> list[pystac.Item]:
     try:
         catalog = pystac.Catalog.from_file(path)
     except (OSError, pystac.STACError, ValueError) as err:
@@ -69,18 +69,29 @@ def _search_catalog(path: str, collection: str, aoi, season, max_cloud_cover) ->
         items = list(catalog.get_items(recursive=True))
     for item in items:
         item.make_asset_hrefs_absolute()
+    return items
+
+
+def _search_catalog(path: str, collection: str, aoi, season, max_cloud_cover) -> list[pystac.Item]:
+    items = _catalog_items(path, collection)
     return filter_items(items, aoi=aoi, season=season, max_cloud_cover=max_cloud_cover)
+
+
+def _api_io(retries: int = 5, timeout: float = 60):
+    """pystac-client I/O that retries 429 and 5xx answers with exponential backoff and jitter."""
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3 import Retry
+
+    retry = Retry(total=retries, backoff_factor=1.0, backoff_jitter=0.5,
+                  status_forcelist=[429, 500, 502, 503, 504], allowed_methods=None)
+    return StacApiIO(max_retries=retry, timeout=timeout)
 
 
 def _search_api(url: str, collection: str, aoi, season, max_cloud_cover, max_items) -> list[pystac.Item]:
     from pystac_client import Client
-    from pystac_client.stac_api_io import StacApiIO
-    from urllib3 import Retry
 
-    retry = Retry(total=5, backoff_factor=1.0, backoff_jitter=0.5,
-                  status_forcelist=[429, 500, 502, 503, 504], allowed_methods=None)
     try:
-        client = Client.open(url, stac_io=StacApiIO(max_retries=retry, timeout=60))
+        client = Client.open(url, stac_io=_api_io())
         start, end = _season_bounds(season)
         search = client.search(
             collections=[collection], intersects=aoi.__geo_interface__,
@@ -92,6 +103,36 @@ def _search_api(url: str, collection: str, aoi, season, max_cloud_cover, max_ite
         raise SearchError(f"STAC search at {url} failed: {type(err).__name__}: {err}") from None
     # not every API honours the query extension: filter on the client as well
     return filter_items(items, aoi=aoi, season=season, max_cloud_cover=max_cloud_cover)
+
+
+def find_items(stac: dict[str, Any], footprint, *, datetime: str | None = None) -> list[pystac.Item]:
+    """Items of `stac["collection"]` intersecting `footprint` (lon/lat), from `stac["api"]` or the
+    local static catalog `stac["catalog"]`; `datetime` is a STAC datetime or interval string."""
+    if "catalog" in stac:
+        items = _catalog_items(stac["catalog"], stac["collection"])
+        items = [i for i in items if shape(i.geometry).intersects(footprint)]
+        if datetime:
+            start, _, end = datetime.partition("/")
+            items = [i for i in items if _within(i, start, end or start)]
+        return _dedupe(items)
+    from pystac_client import Client
+
+    try:
+        client = Client.open(stac["api"], stac_io=_api_io())
+        search = client.search(collections=[stac["collection"]], intersects=footprint.__geo_interface__,
+                               datetime=datetime, max_items=stac.get("max_items", 500))
+        return _dedupe(list(search.items()))
+    except Exception as err:
+        raise SearchError(f"STAC search at {stac['api']} failed: {type(err).__name__}: {err}") from None
+
+
+def _within(item: pystac.Item, start: str, end: str) -> bool:
+    """Whether the item's date is in [start, end]; bounds may be partial ("2021", "2021-06") or ".."."""
+    day = (item.datetime or item.common_metadata.start_datetime).date().isoformat()
+    start, end = start[:10], end[:10]
+    after_start = start in ("", "..") or day[: len(start)] >= start
+    before_end = end in ("", "..") or day[: len(end)] <= end
+    return after_start and before_end
 
 
 def search_items(*, settings: dict[str, Any]) -> pystac.ItemCollection:
