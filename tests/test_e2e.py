@@ -105,6 +105,13 @@ def test_assessment_lists_every_source(workflow):
         assert sum(map(sum, entry["confusion_matrix"])) > 0
 
 
+def test_consensus_labels_beat_every_product(workflow):
+    quality = json.loads((workflow / "results/demo/labels/quality.json").read_text())
+    accuracy = quality["accuracy"]
+    assert 0 < quality["labelled_fraction"] < 1
+    assert accuracy["consensus"] > max(accuracy[p] for p in ("worldcover", "esri", "glad"))
+
+
 def test_second_run_does_nothing(workflow):
     run = snakemake(workflow, "-n")
     assert run.returncode == 0

@@ -46,6 +46,8 @@ def _r(a: int, b: int) -> tuple[int, ...]:
 PRODUCTS: dict[str, Legend] = {
     # ESA WorldCover 2020 v100 / 2021 v200: 40 = cropland, 0 = no data
     "esa-worldcover": Legend(crop_classes=(40,), nodata=0),
+    "esa-worldcover-2020": Legend(crop_classes=(40,), nodata=0),  # v100
+    "esa-worldcover-2021": Legend(crop_classes=(40,), nodata=0),  # v200
     # Esri 10 m annual LULC (io-lulc-annual-v02): 5 = crops, 10 = clouds, 0 = no data
     "esri-lulc": Legend(crop_classes=(5,), ignore_classes=(10,), nodata=0),
     # Dynamic World label band: 4 = crops
