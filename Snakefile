@@ -5,6 +5,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "report/workflow.rst"
+
+
 configfile: "config.yaml"
 
 
@@ -24,3 +27,4 @@ include: "rules/labels.smk"
 include: "rules/learn.smk"
 include: "rules/predict.smk"
 include: "rules/assess.smk"
+include: "rules/report.smk"

@@ -7,6 +7,24 @@ rule assess:
     output:
         metrics="results/{area}/assessment/metrics.json",
         table="results/{area}/assessment/metrics.md",
+        csv=report(
+            "results/{area}/assessment/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Accuracy",
+            labels={"area": "{area}", "table": "map vs. consensus vs. products"},
+        ),
+        per_tile=report(
+            "results/{area}/assessment/per_tile.csv",
+            caption="../report/per_tile.rst",
+            category="Accuracy",
+            labels={"area": "{area}", "table": "per tile"},
+        ),
+        confusion=report(
+            "results/{area}/assessment/confusion.png",
+            caption="../report/confusion.rst",
+            category="Accuracy",
+            labels={"area": "{area}", "figure": "confusion matrices"},
+        ),
     params:
         settings=step_settings("assess"),
         products=product_mosaic_args,
@@ -16,4 +34,5 @@ rule assess:
         "../envs/geo.yaml"
     shell:
         "cropmap assess --settings {params.settings:q} --map {input.map} --consensus {input.consensus} "
-        "{params.products} --out {output.metrics} --table {output.table} > {log} 2>&1"
+        "{params.products} --out {output.metrics} --table {output.table} --csv {output.csv} "
+        "--per-tile {output.per_tile} --confusion-png {output.confusion} > {log} 2>&1"

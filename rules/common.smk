@@ -35,6 +35,10 @@ def all_outputs():
             f"results/{area}/cropland_probability.tif",
             f"results/{area}/assessment/metrics.json",
             f"results/{area}/labels/quality.json",
+            f"results/{area}/report/cropland.png",
+            f"results/{area}/report/availability.png",
+            f"results/{area}/assessment/area.json",
+            f"results/{area}/cropland.stac.json",
         ]
     return outputs
 
@@ -90,3 +94,11 @@ def all_product_tiles(wildcards):
 def reference_source(wildcards):
     ref = config["areas"][wildcards.area].get("reference")
     return local_path(ref["path"]) if ref else []
+
+
+def labelled_sample(wildcards):
+    """The interpreted sample when the config names one (else the step labels it from the reference)."""
+    path = config["assess"].get("labelled_sample")
+    if path:
+        return local_path(path)
+    return reference_source(wildcards)

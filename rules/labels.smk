@@ -38,7 +38,12 @@ rule label_quality:
         reference=reference_source,
     output:
         summary="results/{area}/labels/quality.json",
-        plot="results/{area}/labels/quality.png",
+        plot=report(
+            "results/{area}/labels/quality.png",
+            caption="../report/label_quality.rst",
+            category="Labels",
+            labels={"area": "{area}", "figure": "consensus and agreement"},
+        ),
     params:
         settings=step_settings("label_quality"),
         products=product_mosaic_args,

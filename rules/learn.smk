@@ -4,7 +4,12 @@ rule pretrain:
     output:
         model="results/{area}/model/pretrained.pt",
         curve="results/{area}/model/pretrain_loss.csv",
-        plot="results/{area}/model/pretrain_loss.png",
+        plot=report(
+            "results/{area}/model/pretrain_loss.png",
+            caption="../report/pretrain.rst",
+            category="Model",
+            labels={"area": "{area}", "figure": "pretraining loss"},
+        ),
     params:
         settings=step_settings("pretrain"),
     threads: 2
@@ -30,7 +35,12 @@ rule train:
     output:
         model="results/{area}/model/model.pt",
         metrics="results/{area}/model/train_metrics.csv",
-        plot="results/{area}/model/train_curves.png",
+        plot=report(
+            "results/{area}/model/train_curves.png",
+            caption="../report/train.rst",
+            category="Model",
+            labels={"area": "{area}", "figure": "training curves"},
+        ),
     params:
         settings=step_settings("train"),
     threads: 2

@@ -76,3 +76,68 @@ def test_stratified_estimate_of_a_perfect_map_is_the_mapped_area():
     assert est["area"] == pytest.approx([300.0, 700.0])
     assert est["area_ci95"] == pytest.approx([0.0, 0.0])
     assert est["overall_accuracy"] == 1.0
+
+
+def test_sample_sizes_follow_olofsson_eq13():
+    from cropmap.report import sample_sizes
+
+    # Olofsson et al. 2014, section 5.1.1: W = (0.02, 0.015, 0.32, 0.645), U = (0.7, 0.6, 0.9, 0.95),
+    # S(O) = 0.01 gives n = 641 in total
+    sizes = sample_sizes([0.02, 0.015, 0.32, 0.645], expected_users_accuracy=[0.7, 0.6, 0.9, 0.95],
+                         target_se=0.01, min_per_stratum=0)
+    assert abs(sum(sizes) - 641) <= 2
+    assert sample_sizes([0.5, 0.5], expected_users_accuracy=[0.9, 0.9], target_se=0.05, min_per_stratum=50) == [50, 50]
+
+
+def test_sample_is_stratified_by_map_class_and_reads_back(tmp_path, raster_writer):
+    from cropmap.report import area_estimate, draw_sample, label_sample_from_raster
+
+    classes = np.zeros((40, 40), np.uint8)
+    classes[:, :10] = 1  # a quarter cropland
+    transform = Affine(10, 0, 500000, 0, -10, 4400000)
+    map_path = raster_writer("map.tif", classes, transform=transform, crs="EPSG:32614", nodata=255)
+    truth = classes.copy()
+    truth[:5, 10:20] = 1  # cropland the map missed
+    ref_path = raster_writer("truth.tif", truth, transform=transform, crs="EPSG:32614", nodata=255)
+    points = draw_sample(map_path=map_path, sizes=[60, 30], seed=1, out_csv=tmp_path / "s.csv",
+                         out_gpkg=tmp_path / "s.gpkg")
+    assert sum(p["stratum"] == 1 for p in points) == 30
+    import pyogrio.raw
+
+    meta, _, geometry, fields = pyogrio.raw.read(tmp_path / "s.gpkg")
+    assert len(geometry) == 90 and "reference" in list(meta["fields"])
+    label_sample_from_raster(tmp_path / "s.csv", map_crs="EPSG:32614", reference_path=str(ref_path),
+                             crop_classes=[1], out_csv=tmp_path / "l.csv")
+    result = area_estimate(map_path=map_path, labelled_sample=tmp_path / "l.csv", out_json=tmp_path / "a.json",
+                           out_csv=tmp_path / "a.csv")
+    true_crop_ha = truth.sum() * 0.01
+    assert abs(result["area"][1] - true_crop_ha) <= result["area_ci95"][1] + 1e-9
+    assert result["users_accuracy"][1] == 1.0
+
+
+def test_unlabelled_sample_point_is_a_clear_error(tmp_path):
+    from cropmap.report import read_labelled_sample
+
+    path = tmp_path / "s.csv"
+    path.write_text("id,stratum,reference\n0,1,1\n1,0,\n")
+    with pytest.raises(DataError, match="point 1 has reference ''"):
+        read_labelled_sample(path)
+
+
+def test_reference_without_crop_classes_is_a_clear_error(raster_writer):
+    tile = Tile(ix=136, iy=850, crs="EPSG:32614", resolution=10.0, size=32)
+    path = raster_writer("ref.tif", np.full((32, 32), 5, np.uint8), transform=tile.transform, crs=tile.crs)
+    with pytest.raises(DataError, match="crop_classes"):
+        reference_on_grid(str(path), AreaGrid((tile,)), crop_classes=[1], nodata=None)
+
+
+def test_reference_in_another_crs_is_reprojected(raster_writer):
+    from rasterio.warp import transform_bounds
+
+    tile = Tile(ix=136, iy=850, crs="EPSG:32614", resolution=10.0, size=32)
+    w, s, e, n = transform_bounds(tile.crs, "EPSG:4326", *tile.bounds)
+    deg = (e - w) / 64
+    path = raster_writer("ref4326.tif", np.ones((80, 80), np.uint8),
+                         transform=Affine(deg, 0, w - 8 * deg, 0, -deg, n + 8 * deg), crs="EPSG:4326")
+    out = reference_on_grid(str(path), AreaGrid((tile,)), crop_classes=[1], nodata=None)
+    assert (out == 1).all()

@@ -68,6 +68,7 @@ def workflow(tmp_path_factory):
     shutil.copy(REPO / "Snakefile", workdir)
     shutil.copytree(REPO / "rules", workdir / "rules")
     shutil.copytree(REPO / "envs", workdir / "envs")
+    shutil.copytree(REPO / "report", workdir / "report")
     (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
     run = snakemake(workdir)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -147,3 +148,52 @@ def test_bad_config_stops_before_any_job(workflow):
     run = snakemake(workflow, "-n", "--configfile", "bad.yaml")
     assert run.returncode != 0
     assert "areas.demo.tile_sise" in run.stderr + run.stdout
+
+
+def _browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("headless Chromium and chromedriver are not installed (.ci/run installs them with apt)")
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.binary_location = chromium
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=opts)
+
+
+def test_report_is_self_contained_and_shows_the_images(workflow):
+    import base64
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    run = snakemake(workflow, "--report", "report.html")
+    assert run.returncode == 0, run.stderr[-2000:]
+    html = (workflow / "report.html").read_text()
+    assert not re.search(r'src="https?://', html), "the report loads something from the network"
+    pngs = re.findall(r"data:image/png[^,\"]*;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(pngs) >= 7  # map, probability, availability, labels, confusion, two training curves
+    for data in pngs:
+        raw = base64.b64decode(data)
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 2000
+
+    browser = _browser()
+    try:
+        shown = {}
+        for category in ("Map", "Data", "Labels", "Model", "Accuracy"):
+            browser.get((workflow / "report.html").as_uri())
+            time.sleep(1.5)
+            browser.find_element(By.XPATH, f"//*[text()='{category}']").click()
+            time.sleep(0.5)
+            for eye in browser.find_elements(By.CSS_SELECTOR, "a[iconname=eye]"):
+                eye.click()
+                time.sleep(0.5)
+            widths = [int(img.get_attribute("naturalWidth") or 0) for img in browser.find_elements(By.TAG_NAME, "img")]
+            shown[category] = max(widths, default=0)
+    finally:
+        browser.quit()
+    for category in ("Map", "Data", "Labels", "Model"):
+        assert shown[category] > 200, f"no image shown for {category}: {shown}"

@@ -64,7 +64,12 @@ def reference_on_grid(path: str, grid: AreaGrid, *, crop_classes: Sequence[int],
     if nodata is not None:
         out[values == nodata] = NODATA
     if np.all(out == NODATA):
-        raise DataError(f"the reference {path} does not overlap the map (CRS {grid.crs}, bounds {grid.bounds})")
+        raise DataError(f"the reference {path} does not overlap the map (CRS {grid.crs}, bounds "
+                        f"{tuple(round(b) for b in grid.bounds)}); check its CRS and extent")
+    if not np.any(out == 1):
+        found = np.unique(values[out != NODATA])[:20].tolist()
+        raise DataError(f"none of the reference's crop classes {list(crop_classes)} occurs in {path} over the map "
+                        f"(values found: {found}); set areas.<area>.reference.crop_classes")
     return out
 
 
@@ -72,13 +77,27 @@ def assess_sources(reference: np.ndarray, sources: Mapping[str, np.ndarray]) -> 
     return {name: binary_metrics(values, reference) for name, values in sources.items()}
 
 
-def metrics_table(metrics: Mapping[str, Mapping[str, Any]], *, decimals: int = 3) -> str:
-    """A Markdown table of the metrics, one row per source."""
+def metrics_table(metrics: Mapping[str, Mapping[str, Any]], *, decimals: int = 3, csv: bool = False) -> str:
+    """The metrics, one row per source, as a Markdown table (or CSV)."""
     cols = ["f1", "precision", "recall", "iou", "oa", "kappa", "coverage"]
+    if csv:
+        rows = ["source," + ",".join(cols)]
+        rows += [f"{name}," + ",".join(f"{m[c]:.{decimals}f}" for c in cols) for name, m in metrics.items()]
+        return "\n".join(rows) + "\n"
     lines = ["| source | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in metrics.items():
         lines.append(f"| {name} | " + " | ".join(f"{m[c]:.{decimals}f}" for c in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+def per_tile_metrics(predicted: np.ndarray, reference: np.ndarray, grid: AreaGrid) -> dict[str, dict[str, Any]]:
+    """Metrics of each tile of the grid, to show where the map is weak."""
+    out = {}
+    for tile in grid.tiles:
+        r, c = grid.offset(tile)
+        window = (slice(r, r + tile.size), slice(c, c + tile.size))
+        out[tile.id] = binary_metrics(predicted[window], reference[window])
+    return out
 
 
 def stratified_estimate(counts, mapped_area, *, z: float = 1.96) -> dict[str, Any]:

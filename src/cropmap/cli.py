@@ -159,9 +159,10 @@ def cmd_mosaic(args) -> None:
 
 
 def cmd_assess(args) -> None:
-    from cropmap.assessment import assess_sources, metrics_table, reference_on_grid
+    from cropmap.assessment import assess_sources, metrics_table, per_tile_metrics, reference_on_grid
     from cropmap.grid import AreaGrid, tiles_for_area
     from cropmap.io import atomic_path, read_mosaic, write_json
+    from cropmap.report import confusion_plot
 
     settings = _settings(args.settings)
     grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
@@ -177,7 +178,85 @@ def cmd_assess(args) -> None:
     table = metrics_table(metrics, decimals=settings["table_decimals"])
     with atomic_path(args.table) as tmp:
         tmp.write_text("# Accuracy against the reference\n\n" + table)
+    with atomic_path(args.csv) as tmp:
+        tmp.write_text(metrics_table(metrics, decimals=settings["table_decimals"], csv=True))
+    per_tile = per_tile_metrics(sources["map"], reference, grid)
+    with atomic_path(args.per_tile) as tmp:
+        tmp.write_text("tile,f1,oa,pixels\n" + "".join(
+            f"{tile},{m['f1']:.4f},{m['oa']:.4f},{m['pixels']}\n" for tile, m in per_tile.items()))
+    confusion_plot(metrics, args.confusion_png)
     print(table)
+
+
+def cmd_quicklook(args) -> None:
+    from cropmap.report import quicklook
+
+    quicklook(map_path=args.map, probability_path=args.probability, map_png=args.map_png,
+              probability_png=args.probability_png)
+
+
+def cmd_availability(args) -> None:
+    from cropmap.report import availability
+
+    availability(cube_paths=args.cubes, out_png=args.png, out_csv=args.csv)
+
+
+def cmd_sample(args) -> None:
+    import numpy as np
+    import rasterio
+
+    from cropmap.report import draw_sample, sample_sizes
+
+    settings = _settings(args.settings)
+    with rasterio.open(args.map) as src:
+        classes = src.read(1)
+    counts = np.array([np.sum(classes == 0), np.sum(classes == 1)], float)
+    if counts.sum() == 0:
+        raise CropmapError(f"sample: the map {args.map} has no mapped pixel")
+    sizes = sample_sizes(counts / counts.sum(), expected_users_accuracy=settings["expected_users_accuracy"],
+                         target_se=settings["target_se"], min_per_stratum=settings["min_per_stratum"])
+    points = draw_sample(map_path=args.map, sizes=sizes, seed=settings["seed"], out_csv=args.csv, out_gpkg=args.gpkg)
+    print(f"{len(points)} sample points (non-crop {sizes[0]}, crop {sizes[1]}) -> {args.csv}, {args.gpkg}")
+
+
+def cmd_area(args) -> None:
+    import rasterio
+
+    from cropmap.report import area_estimate, label_sample_from_raster
+
+    settings = _settings(args.settings)
+    labelled = settings.get("labelled_sample")
+    if labelled:
+        import shutil
+
+        from cropmap.io import atomic_path
+
+        with atomic_path(args.labelled_out) as tmp:
+            shutil.copyfile(labelled, tmp)
+    else:
+        ref = settings.get("reference")
+        if not ref:
+            raise CropmapError("area: give assess.labelled_sample (the interpreted sample) or a reference raster")
+        with rasterio.open(args.map) as src:
+            map_crs = src.crs
+        labelled = args.labelled_out
+        label_sample_from_raster(args.sample, map_crs=map_crs, reference_path=ref["path"],
+                                 crop_classes=ref["crop_classes"], out_csv=labelled)
+    result = area_estimate(map_path=args.map, labelled_sample=labelled, out_json=args.out, out_csv=args.csv)
+    print(f"cropland {result['area'][1]:.0f} ha ± {result['area_ci95'][1]:.0f} ha (95 %), "
+          f"mapped {result['mapped_area_ha'][1]:.0f} ha; overall accuracy {result['overall_accuracy']:.3f}")
+
+
+def cmd_stac_item(args) -> None:
+    from cropmap.io import read_json
+    from cropmap.report import map_stac_item
+    from cropmap.training import load_checkpoint
+
+    settings = _settings(args.settings)
+    checkpoint = load_checkpoint(args.model) if args.model else None
+    metrics = read_json(args.metrics) if args.metrics else None
+    map_stac_item(map_path=args.map, probability_path=args.probability, checkpoint=checkpoint, metrics=metrics,
+                  area=args.area, season=settings["season"], out_path=args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,6 +318,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--product", nargs="+", action="append", metavar=("NAME", "PATH"))
     p.add_argument("--out", required=True)
     p.add_argument("--table", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--per-tile", required=True)
+    p.add_argument("--confusion-png", required=True)
+    p = sub.add_parser("quicklook", help="PNG quick looks of the map and the probability")
+    p.set_defaults(func=cmd_quicklook)
+    for name in ("--map", "--probability", "--map-png", "--probability-png"):
+        p.add_argument(name, required=True)
+    p = sub.add_parser("availability", help="clear observations per tile and composite period")
+    p.set_defaults(func=cmd_availability)
+    p.add_argument("--cubes", nargs="+", required=True)
+    p.add_argument("--png", required=True)
+    p.add_argument("--csv", required=True)
+    p = add("sample", cmd_sample, "stratified random sample of the map for photo-interpretation")
+    p.add_argument("--map", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--gpkg", required=True)
+    p = add("area", cmd_area, "stratified estimate of accuracy and area from the labelled sample")
+    p.add_argument("--map", required=True)
+    p.add_argument("--sample", required=True)
+    p.add_argument("--labelled-out", required=True, help="where the sample labelled from the reference goes")
+    p.add_argument("--out", required=True)
+    p.add_argument("--csv", required=True)
+    p = add("stac-item", cmd_stac_item, "a STAC item describing the map")
+    p.add_argument("--map", required=True)
+    p.add_argument("--probability", required=True)
+    p.add_argument("--model")
+    p.add_argument("--metrics")
+    p.add_argument("--area", required=True)
+    p.add_argument("--out", required=True)
     return parser
 
 

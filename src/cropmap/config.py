@@ -180,7 +180,13 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
     if step == "label_quality":
         return {"grid": grid, "reference": a.get("reference")}
     if step == "assess":
-        return {"grid": grid, "reference": a.get("reference"), **config["assess"]}
+        assess = {k: v for k, v in config["assess"].items() if k not in ("sample", "labelled_sample")}
+        return {"grid": grid, "reference": a.get("reference"), **assess}
+    if step == "sample":
+        return config["assess"]["sample"]
+    if step == "area":
+        return {"reference": a.get("reference"), "labelled_sample": config["assess"].get("labelled_sample"),
+                "season": a["season"]}
     raise ValueError(f"unknown step {step!r}")
 
 

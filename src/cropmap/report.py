@@ -1,0 +1,275 @@
+"""What a person looks at: quick-look maps, data availability, the confusion matrix, the
+stratified sample for photo-interpretation and the area estimate, and the map's STAC item."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from cropmap.assessment import stratified_estimate
+from cropmap.errors import DataError
+from cropmap.io import atomic_path, write_json
+
+__all__ = ["quicklook", "availability", "confusion_plot", "sample_sizes", "draw_sample", "read_labelled_sample",
+           "area_estimate", "map_stac_item"]
+
+CLASS_NAMES = ("non-crop", "crop")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> None:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _read_overview(path, max_side: int = 1024) -> tuple[np.ndarray, Any]:
+    """Read a raster decimated to at most `max_side` pixels (from its overviews when it has them)."""
+    with rasterio.open(path) as src:
+        factor = max(1, int(np.ceil(max(src.width, src.height) / max_side)))
+        out_shape = (src.height // factor or 1, src.width // factor or 1)
+        return src.read(1, out_shape=out_shape), src
+
+
+def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
+    """PNG quick looks of the class map (with a legend) and the probability map (with a colour bar)."""
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    classes, src = _read_overview(map_path)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    shown = np.where(classes == 255, 2, classes).astype(float)
+    colours = ["#8c6d31", "#f2c72e", "#ffffff"]
+    ax.imshow(shown, cmap=ListedColormap(colours), vmin=0, vmax=2, interpolation="nearest")
+    ax.legend(handles=[Patch(color=colours[1], label="cropland"), Patch(color=colours[0], label="other land"),
+                       Patch(facecolor="white", edgecolor="grey", label="no data")], loc="lower right")
+    crop_share = np.mean(classes[classes != 255] == 1) if (classes != 255).any() else 0.0
+    ax.set_title(f"cropland map ({crop_share:.0%} cropland), {src.crs}")
+    ax.set_axis_off()
+    _save(fig, map_png)
+
+    prob, src = _read_overview(probability_path)
+    fig, ax = plt.subplots(figsize=(7.8, 7))
+    im = ax.imshow(np.ma.masked_equal(prob, 255), cmap="YlGn", vmin=0, vmax=100, interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="cropland probability (%)")
+    ax.set_title("cropland probability")
+    ax.set_axis_off()
+    _save(fig, probability_png)
+
+
+def availability(*, cube_paths: Sequence[str], out_png, out_csv) -> None:
+    """Share of each tile's pixels with a clear observation in each composite period."""
+    import xarray as xr
+
+    plt = _pyplot()
+    rows, names, dates = [], [], None
+    for path in cube_paths:
+        with xr.open_dataset(path, engine="netcdf4") as cube:
+            clear = (cube["clear_count"].values > 0).mean(axis=(1, 2))
+            dates = [str(np.datetime_as_string(t, unit="D")) for t in cube["time"].values]
+            rows.append(clear)
+            names.append(str(cube.attrs.get("tile", Path(path).stem)))
+    matrix = np.array(rows)
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["tile", *dates])
+        for name, row in zip(names, matrix):
+            writer.writerow([name, *(f"{v:.3f}" for v in row)])
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(dates)), 1 + 0.4 * len(names)))
+    im = ax.imshow(matrix, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(len(dates)), dates, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_title("share of pixels with a clear observation, per tile and composite period")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    _save(fig, out_png)
+
+
+def confusion_plot(metrics: Mapping[str, Mapping[str, Any]], out_png) -> None:
+    """Confusion matrices (pixel counts, rows = reference) of every source, side by side."""
+    plt = _pyplot()
+    names = list(metrics)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        cm = np.array(metrics[name]["confusion_matrix"], float)
+        share = cm / max(cm.sum(), 1)
+        ax.imshow(share, cmap="Greens", vmin=0, vmax=max(share.max(), 1e-9))
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, f"{int(v):,}\n{share[i, j]:.1%}", ha="center", va="center", fontsize=8)
+        ax.set_xticks([0, 1], CLASS_NAMES)
+        ax.set_yticks([0, 1], CLASS_NAMES)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("reference")
+        ax.set_title(f"{name}  F1 {metrics[name]['f1']:.3f}")
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def sample_sizes(mapped_share: Sequence[float], *, expected_users_accuracy: Sequence[float],
+                 target_se: float, min_per_stratum: int) -> list[int]:
+    """Stratified sample sizes for a target standard error of overall accuracy (Olofsson et al.
+    2014, eq. 13: n = (sum W_i S_i / S(O))^2 with S_i = sqrt(U_i (1 - U_i))), allocated in
+    proportion to area, then raised to at least `min_per_stratum` per stratum."""
+    w = np.asarray(mapped_share, float)
+    s = np.sqrt(np.asarray(expected_users_accuracy) * (1 - np.asarray(expected_users_accuracy)))
+    total = int(np.ceil((np.sum(w * s) / target_se) ** 2))
+    return [int(max(min_per_stratum, round(total * wi))) for wi in w]
+
+
+def draw_sample(*, map_path, sizes: Sequence[int], seed: int, out_csv, out_gpkg) -> list[dict[str, Any]]:
+    """A stratified random sample of pixel centres, strata = map classes (0, 1); written as CSV and
+    GeoPackage with an empty `reference` column for photo-interpretation."""
+    from pyproj import Transformer
+
+    with rasterio.open(map_path) as src:
+        classes = src.read(1)
+        transform, crs = src.transform, src.crs
+    rng = np.random.default_rng(seed)
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    points = []
+    for stratum, n in enumerate(sizes):
+        idx = np.flatnonzero(classes.ravel() == stratum)
+        if idx.size == 0:
+            continue
+        pick = np.sort(rng.choice(idx, size=min(n, idx.size), replace=False))
+        rows, cols = np.unravel_index(pick, classes.shape)
+        xs, ys = transform * (cols + 0.5, rows + 0.5)
+        lons, lats = to_lonlat.transform(xs, ys)
+        for x, y, lon, lat in zip(xs, ys, lons, lats):
+            points.append({"id": len(points), "stratum": stratum, "map_class": stratum, "x": float(x), "y": float(y),
+                           "lon": float(lon), "lat": float(lat), "reference": ""})
+    fields = ["id", "stratum", "map_class", "x", "y", "lon", "lat", "reference"]
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(points)
+    _write_gpkg(points, crs, out_gpkg)
+    return points
+
+
+def _write_gpkg(points, crs, path) -> None:
+    import pyogrio.raw
+    import shapely
+
+    geometry = shapely.to_wkb(shapely.points([(p["x"], p["y"]) for p in points]))
+    field_data = [np.array([p["id"] for p in points], np.int32), np.array([p["stratum"] for p in points], np.int32),
+                  np.array([p["lon"] for p in points]), np.array([p["lat"] for p in points]),
+                  np.array([p["reference"] for p in points], dtype=object)]
+    with atomic_path(path) as tmp:
+        pyogrio.raw.write(str(tmp), geometry, field_data, ["id", "stratum", "lon", "lat", "reference"],
+                          driver="GPKG", geometry_type="Point", crs=crs.to_wkt(), layer="sample")
+
+
+def label_sample_from_raster(sample_csv, *, map_crs, reference_path: str, crop_classes: Sequence[int],
+                             out_csv) -> None:
+    """Fill the `reference` column from a reference raster (for the demo, in place of a person)."""
+    from rasterio.warp import transform as warp_transform
+
+    with open(sample_csv) as f:
+        points = list(csv.DictReader(f))
+    with rasterio.open(reference_path) as src:
+        xs, ys = warp_transform(map_crs, src.crs, [float(p["x"]) for p in points], [float(p["y"]) for p in points])
+        values = [v[0] for v in src.sample(zip(xs, ys))]
+    for p, v in zip(points, values):
+        p["reference"] = int(v in crop_classes)
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(points[0]))
+        writer.writeheader()
+        writer.writerows(points)
+
+
+def read_labelled_sample(path) -> np.ndarray:
+    """Counts matrix (rows = stratum / map class, columns = reference class) of a labelled sample.
+
+    The `reference` column must hold 0 (non-crop) or 1 (crop) for every point."""
+    counts = np.zeros((2, 2), int)
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            ref = str(row.get("reference", "")).strip()
+            if ref not in ("0", "1"):
+                raise DataError(f"{path}: point {row.get('id')} has reference {ref!r}; expected 0 (non-crop) or 1 (crop)")
+            counts[int(row["stratum"]), int(ref)] += 1
+    return counts
+
+
+def area_estimate(*, map_path, labelled_sample, out_json, out_csv) -> dict[str, Any]:
+    """Stratified estimate of accuracy and cropland area (ha) with 95 % confidence intervals."""
+    with rasterio.open(map_path) as src:
+        classes = src.read(1)
+        pixel_ha = abs(src.transform.a * src.transform.e) / 10_000
+    mapped_ha = [float(np.sum(classes == k) * pixel_ha) for k in (0, 1)]
+    counts = read_labelled_sample(labelled_sample)
+    est = stratified_estimate(counts, mapped_ha)
+    result = {"classes": list(CLASS_NAMES), "sample_counts": counts.tolist(), "mapped_area_ha": mapped_ha, **est}
+    write_json(out_json, result)
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class", "mapped area (ha)", "estimated area (ha)", "95% CI (ha)", "user's accuracy",
+                         "producer's accuracy"])
+        for k, name in enumerate(CLASS_NAMES):
+            writer.writerow([name, f"{mapped_ha[k]:.1f}", f"{est['area'][k]:.1f}", f"± {est['area_ci95'][k]:.1f}",
+                             f"{est['users_accuracy'][k]:.3f} ± {1.96 * est['users_accuracy_se'][k]:.3f}",
+                             f"{est['producers_accuracy'][k]:.3f} ± {1.96 * est['producers_accuracy_se'][k]:.3f}"])
+        writer.writerow(["overall accuracy", "", "", "", f"{est['overall_accuracy']:.3f} ± "
+                         f"{1.96 * est['overall_accuracy_se']:.3f}", ""])
+    return result
+
+
+def map_stac_item(*, map_path, probability_path, checkpoint: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
+                  area: str, season: Mapping[str, str], out_path) -> dict[str, Any]:
+    """A STAC item describing the map, with the classification and projection extensions."""
+    import pystac
+    from shapely.geometry import box, mapping
+
+    from cropmap.grid import reproject_geometry
+
+    with rasterio.open(map_path) as src:
+        footprint = reproject_geometry(box(*src.bounds), src.crs.to_string(), "EPSG:4326")
+        epsg, shape, transform = src.crs.to_epsg(), [src.height, src.width], list(src.transform)[:6]
+    start = dt.datetime.fromisoformat(season["start"]).replace(tzinfo=dt.timezone.utc)
+    end = dt.datetime.fromisoformat(season["end"]).replace(tzinfo=dt.timezone.utc)
+    properties: dict[str, Any] = {
+        "start_datetime": start.isoformat(), "end_datetime": end.isoformat(),
+        "proj:epsg": epsg, "proj:shape": shape, "proj:transform": transform,
+        "cropmap:area": area,
+    }
+    if checkpoint is not None:
+        properties["cropmap:model"] = {"architecture": "STCLN-style spatio-temporal network",
+                                       **dict(checkpoint.get("model_config", {})),
+                                       "bands": list(checkpoint.get("bands", [])),
+                                       "validation_f1": checkpoint.get("val_f1"),
+                                       "best_step": checkpoint.get("best_step")}
+    if metrics is not None:
+        m = metrics["sources"]["map"]
+        properties["cropmap:accuracy"] = {k: m[k] for k in ("f1", "precision", "recall", "iou", "oa", "kappa")}
+    item = pystac.Item(id=f"cropmap-{area}", geometry=mapping(footprint), bbox=list(footprint.bounds),
+                       datetime=None, properties=properties, stac_extensions=[
+                           "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
+                           "https://stac-extensions.github.io/projection/v1.1.0/schema.json"])
+    item.add_asset("cropland", pystac.Asset(
+        href=Path(map_path).name, media_type=pystac.MediaType.COG, roles=["data"], title="cropland map",
+        extra_fields={"classification:classes": [
+            {"value": 0, "name": "non-crop", "description": "other land", "color_hint": "8C6D31"},
+            {"value": 1, "name": "crop", "description": "cropland", "color_hint": "F2C72E"},
+            {"value": 255, "name": "no-data", "description": "never observed", "nodata": True}]}))
+    item.add_asset("probability", pystac.Asset(
+        href=Path(probability_path).name, media_type=pystac.MediaType.COG, roles=["data"],
+        title="cropland probability (%)", extra_fields={"raster:bands": [{"nodata": 255, "unit": "percent"}]}))
+    payload = item.to_dict(include_self_link=False, transform_hrefs=False)
+    write_json(out_path, payload)
+    return payload
