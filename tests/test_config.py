@@ -19,7 +19,7 @@ def test_minimal_config_gets_defaults(minimal_config):
     assert config["areas"]["demo"]["tile_size"] == 512
     assert config["areas"]["demo"]["resolution"] == 10
     assert config["sits"]["interval_days"] == 10
-    assert config["predict"]["window"] == 64
+    assert config["predict"]["window"] == 80
 
 
 def _error(config) -> str:
@@ -68,7 +68,7 @@ def test_unknown_crs(minimal_config):
 
 
 def test_overlap_too_large(minimal_config):
-    minimal_config["predict"] = {"window": 32, "overlap": 16}
+    minimal_config["predict"] = {"window": 32, "overlap": 16}  # stride 16 divides 512
     assert "predict.overlap" in _error(minimal_config)
 
 
@@ -99,3 +99,26 @@ def test_yaml_file_errors(tmp_path):
     bad.write_text(yaml.safe_dump({"areas": {}}))
     with pytest.raises(ConfigError, match="areas"):
         load_config(bad)
+
+
+def test_absolute_or_escaping_paths_need_permission(minimal_config):
+    minimal_config["areas"]["demo"]["glc"]["a"]["path"] = "/data/wc.tif"
+    assert "allow_absolute_paths" in _error(minimal_config)
+    minimal_config["areas"]["demo"]["glc"]["a"]["path"] = "../elsewhere/wc.tif"
+    assert "areas.demo.glc.a.path" in _error(minimal_config)
+    minimal_config["allow_absolute_paths"] = True
+    validate_config(minimal_config)
+
+
+def test_tile_size_must_be_a_multiple_of_the_window_stride(minimal_config):
+    minimal_config["areas"]["demo"]["tile_size"] = 500
+    message = _error(minimal_config)
+    assert message.startswith("areas.demo.tile_size") and "stride" in message
+
+
+def test_aoi_file_that_is_not_a_polygon(minimal_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aoi.geojson").write_text('{"type": "Point", "coordinates": [-96.7, 39.3]}')
+    minimal_config["areas"]["demo"]["aoi"] = {"file": "aoi.geojson"}
+    message = _error(minimal_config)
+    assert message.startswith("areas.demo.aoi") and "polygon" in message

@@ -45,7 +45,7 @@ def tiny_config() -> dict:
         "model": {"width": 8, "heads": 2},
         "pretrain": {"steps": 3, "batch_size": 2, "patch_size": 32},
         "train": {"steps": 6, "batch_size": 2, "patch_size": 32, "eval_every": 3},
-        "predict": {"window": 32, "overlap": 8},
+        "predict": {"window": 40, "overlap": 8},
     }
 
 

@@ -8,6 +8,7 @@ are printed as one line, without a traceback, and exit with status 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -359,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except CropmapError as err:
         print(f"cropmap {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        # atomic writes leave no partial output behind: only the cause needs telling
+        print(f"cropmap {args.command}: error: the disk is full or the file size limit was reached while "
+              f"writing ({err.strerror}: {err.filename or 'output'}); free space and rerun", file=sys.stderr)
         return 1
     log.info("%s finished in %.1f s", args.command, time.time() - start)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
 from importlib import resources
 from typing import Any
 
@@ -89,15 +90,49 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         # the deepest error is the most specific one
         error = max(errors, key=lambda e: len(e.absolute_path))
         raise ConfigError(_describe(error))
-    for name, area in config["areas"].items():
-        _check_area(name, area, config)
     predict = config["predict"]
     if predict["overlap"] * 2 >= predict["window"]:
         raise ConfigError(
             f"predict.overlap: {predict['overlap']} must be less than half of predict.window "
             f"({predict['window']})"
         )
+    for name, area in config["areas"].items():
+        _check_area(name, area, config)
+    _check_paths(config)
     return config
+
+
+def _config_paths(config: dict[str, Any]):
+    """(key, path) of every local path in the config."""
+    for name, area in config["areas"].items():
+        key = f"areas.{name}"
+        if "file" in area["aoi"]:
+            yield f"{key}.aoi.file", area["aoi"]["file"]
+        if "catalog" in area["stac"]:
+            yield f"{key}.stac.catalog", area["stac"]["catalog"]
+        for product_name, product in area["glc"].items():
+            if "path" in product:
+                yield f"{key}.glc.{product_name}.path", product["path"]
+            if "catalog" in product.get("stac", {}):
+                yield f"{key}.glc.{product_name}.stac.catalog", product["stac"]["catalog"]
+        if area.get("reference"):
+            yield f"{key}.reference.path", area["reference"]["path"]
+    if config["assess"].get("labelled_sample"):
+        yield "assess.labelled_sample", config["assess"]["labelled_sample"]
+
+
+def _check_paths(config: dict[str, Any]) -> None:
+    """Paths stay inside the working directory unless `allow_absolute_paths` is true."""
+    if config["allow_absolute_paths"]:
+        return
+    for key, path in _config_paths(config):
+        if "://" in path:
+            continue  # a URL
+        if os.path.isabs(path) or os.path.normpath(path).startswith(".."):
+            raise ConfigError(
+                f"{key}: {path!r} is outside the working directory; use a path inside it, or set "
+                "allow_absolute_paths: true"
+            )
 
 
 def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None:
@@ -134,9 +169,21 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
                 f"{key}.glc.{product_name}.type: unknown product {product['type']!r} "
                 f"(expected one of: {', '.join(sorted(PRODUCTS))}, or give crop_classes)"
             )
-    window = config["predict"]["window"]
+    window, overlap = config["predict"]["window"], config["predict"]["overlap"]
     if area["tile_size"] < window:
         raise ConfigError(f"{key}.tile_size: {area['tile_size']} is smaller than predict.window ({window})")
+    if area["tile_size"] % (window - overlap):
+        raise ConfigError(
+            f"{key}.tile_size: {area['tile_size']} is not a multiple of the window stride "
+            f"(predict.window - predict.overlap = {window - overlap})"
+        )
+    if "file" in area["aoi"]:
+        from cropmap.grid import aoi_geometry
+
+        try:
+            aoi_geometry(area["aoi"])
+        except ConfigError as err:
+            raise ConfigError(f"{key}.{err}") from None
 
 
 def _parse_date(value: str, key: str) -> dt.date:

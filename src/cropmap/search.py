@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -77,30 +78,50 @@ def _search_catalog(path: str, collection: str, aoi, season, max_cloud_cover) ->
     return filter_items(items, aoi=aoi, season=season, max_cloud_cover=max_cloud_cover)
 
 
-def _api_io(retries: int = 5, timeout: float = 60):
-    """pystac-client I/O that retries 429 and 5xx answers with exponential backoff and jitter."""
+def _api_io(stac: dict[str, Any]):
+    """pystac-client I/O that retries 429, 5xx answers and timeouts with exponential backoff
+    (`backoff_s`, doubling) and jitter, at most `retries` times."""
     from pystac_client.stac_api_io import StacApiIO
     from urllib3 import Retry
 
-    retry = Retry(total=retries, backoff_factor=1.0, backoff_jitter=0.5,
-                  status_forcelist=[429, 500, 502, 503, 504], allowed_methods=None)
-    return StacApiIO(max_retries=retry, timeout=timeout)
+    backoff = float(stac.get("backoff_s", 1.0))
+    retry = Retry(total=int(stac.get("retries", 5)), backoff_factor=backoff, backoff_jitter=backoff / 2,
+                  status_forcelist=[429, 500, 502, 503, 504], allowed_methods=None,
+                  respect_retry_after_header=False, raise_on_status=True)
+    return StacApiIO(max_retries=retry, timeout=float(stac.get("timeout_s", 60)))
 
 
-def _search_api(url: str, collection: str, aoi, season, max_cloud_cover, max_items) -> list[pystac.Item]:
+def _open_client(stac: dict[str, Any]):
     from pystac_client import Client
 
+    # Client.open resets the I/O's timeout to its own argument, so it is given twice
+    return Client.open(stac["api"], stac_io=_api_io(stac), timeout=float(stac.get("timeout_s", 60)))
+
+
+def _describe_failure(url: str, err: Exception) -> str:
+    """`URL: status` of a failed request, from the exception chain of requests / urllib3."""
+    text = f"{type(err).__name__}: {err}"
+    status = re.search(r"too many (\d{3}) error responses|(\d{3}) (?:Server|Client) Error", text)
+    if status:
+        return f"STAC API {url} answered HTTP {status.group(1) or status.group(2)} after all retries"
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return f"STAC API {url} timed out after all retries"
+    return f"STAC search at {url} failed: {text}"
+
+
+def _search_api(stac: dict[str, Any], aoi, season) -> list[pystac.Item]:
+    url, collection, max_cloud_cover = stac["api"], stac["collection"], stac["max_cloud_cover"]
     try:
-        client = Client.open(url, stac_io=_api_io())
+        client = _open_client(stac)
         start, end = _season_bounds(season)
         search = client.search(
             collections=[collection], intersects=aoi.__geo_interface__,
             datetime=(start, end - dt.timedelta(seconds=1)),
-            query={"eo:cloud_cover": {"lt": max_cloud_cover}}, max_items=max_items, limit=100,
+            query={"eo:cloud_cover": {"lt": max_cloud_cover}}, max_items=stac["max_items"], limit=100,
         )
         items = list(search.items())
     except Exception as err:  # pystac-client raises APIError, requests errors, ...
-        raise SearchError(f"STAC search at {url} failed: {type(err).__name__}: {err}") from None
+        raise SearchError(_describe_failure(url, err)) from None
     # not every API honours the query extension: filter on the client as well
     return filter_items(items, aoi=aoi, season=season, max_cloud_cover=max_cloud_cover)
 
@@ -115,15 +136,13 @@ def find_items(stac: dict[str, Any], footprint, *, datetime: str | None = None) 
             start, _, end = datetime.partition("/")
             items = [i for i in items if _within(i, start, end or start)]
         return _dedupe(items)
-    from pystac_client import Client
-
     try:
-        client = Client.open(stac["api"], stac_io=_api_io())
+        client = _open_client(stac)
         search = client.search(collections=[stac["collection"]], intersects=footprint.__geo_interface__,
                                datetime=datetime, max_items=stac.get("max_items", 500))
         return _dedupe(list(search.items()))
     except Exception as err:
-        raise SearchError(f"STAC search at {stac['api']} failed: {type(err).__name__}: {err}") from None
+        raise SearchError(_describe_failure(stac["api"], err)) from None
 
 
 def _within(item: pystac.Item, start: str, end: str) -> bool:
@@ -145,7 +164,7 @@ def search_items(*, settings: dict[str, Any]) -> pystac.ItemCollection:
         items = _search_catalog(source, stac["collection"], aoi, season, stac["max_cloud_cover"])
     else:
         source = stac["api"]
-        items = _search_api(source, stac["collection"], aoi, season, stac["max_cloud_cover"], stac["max_items"])
+        items = _search_api(stac, aoi, season)
     items = _dedupe(items)
     if not items:
         raise SearchError(
