@@ -141,3 +141,45 @@ def test_reference_in_another_crs_is_reprojected(raster_writer):
                          transform=Affine(deg, 0, w - 8 * deg, 0, -deg, n + 8 * deg), crs="EPSG:4326")
     out = reference_on_grid(str(path), AreaGrid((tile,)), crop_classes=[1], nodata=None)
     assert (out == 1).all()
+
+
+def _tile_and_truth():
+    tile = Tile(ix=136, iy=850, crs="EPSG:32614", resolution=10.0, size=32)
+    truth = np.zeros(tile.shape, np.uint8)
+    truth[:, :16] = 1
+    return tile, truth
+
+
+def test_csv_points_reference_lon_lat_and_x_y(tmp_path):
+    from pyproj import Transformer
+
+    tile, truth = _tile_and_truth()
+    to_lonlat = Transformer.from_crs(tile.crs, "EPSG:4326", always_xy=True)
+    rows = ["id,x,y,lon,lat,crop"]
+    for k, (r, c) in enumerate([(3, 2), (10, 12), (20, 20), (30, 31)]):
+        x, y = tile.transform * (c + 0.5, r + 0.5)
+        lon, lat = to_lonlat.transform(x, y)
+        rows.append(f"{k},{x},{y},{lon},{lat},{truth[r, c]}")
+    path = tmp_path / "points.csv"
+    path.write_text("\n".join(rows) + "\n")
+    grid = AreaGrid((tile,))
+    out = reference_on_grid(str(path), grid, crop_classes=[1], nodata=None, class_column="crop")
+    assert (out != 255).sum() == 4
+    assert out[3, 2] == 1 and out[20, 20] == 0
+    with pytest.raises(DataError, match="no column 'class'"):
+        reference_on_grid(str(path), grid, crop_classes=[1], nodata=None)
+
+
+def test_vector_polygons_reference(tmp_path):
+    import pyogrio.raw
+    import shapely
+
+    tile, truth = _tile_and_truth()
+    left, bottom, right, top = tile.bounds
+    mid = left + 16 * tile.resolution
+    polys = [shapely.box(left, bottom, mid, top), shapely.box(mid, bottom, right, top)]
+    path = tmp_path / "ref.gpkg"
+    pyogrio.raw.write(str(path), shapely.to_wkb(polys), [np.array([24, 176], np.int32)], ["cdl"],
+                      driver="GPKG", geometry_type="Polygon", crs="EPSG:32614")
+    out = reference_on_grid(str(path), AreaGrid((tile,)), crop_classes=[24], nodata=None, class_column="cdl")
+    np.testing.assert_array_equal(out, truth)

@@ -9,6 +9,7 @@ labelled pixels only, with its coverage reported).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,8 @@ from rasterio.warp import reproject
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid
 
-__all__ = ["binary_metrics", "reference_on_grid", "assess_sources", "metrics_table", "stratified_estimate"]
+__all__ = ["binary_metrics", "reference_on_grid", "reference_from_settings", "assess_sources", "metrics_table",
+           "stratified_estimate"]
 
 NODATA = 255
 
@@ -47,18 +49,25 @@ def binary_metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, An
     }
 
 
-def reference_on_grid(path: str, grid: AreaGrid, *, crop_classes: Sequence[int], nodata: int | None) -> np.ndarray:
-    """The reference recoded to 1 / 0 / 255 on the area grid (nearest neighbour)."""
-    try:
-        src = rasterio.open(path)
-    except rasterio.RasterioIOError as err:
-        raise DataError(f"cannot open the reference {path}: {err}") from None
-    with src:
-        if src.crs is None:
-            raise DataError(f"the reference {path} has no CRS")
-        values = np.full(grid.shape, -1, np.int32)
-        reproject(rasterio.band(src, 1), values, dst_transform=grid.transform, dst_crs=grid.crs,
-                  dst_nodata=-1, resampling=Resampling.nearest)
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
+
+
+def reference_on_grid(path: str, grid: AreaGrid, *, crop_classes: Sequence[int], nodata: int | None,
+                      class_column: str = "class", crs: str = "EPSG:4326") -> np.ndarray:
+    """The reference recoded to 1 / 0 / 255 on the area grid.
+
+    A raster (a crop census layer) is resampled by nearest neighbour; a CSV of points (columns
+    `lon`, `lat`, or `x`, `y` in `crs`) or a vector file of labelled points or polygons is burnt
+    into the grid, its `class_column` mapped to crop through `crop_classes`; pixels without a
+    reference are 255.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        values = _points_csv_on_grid(path, grid, class_column=class_column, crs=crs)
+    elif suffix in VECTOR_SUFFIXES:
+        values = _vector_on_grid(path, grid, class_column=class_column)
+    else:
+        values = _raster_on_grid(path, grid)
     out = np.where(np.isin(values, crop_classes), 1, 0).astype(np.uint8)
     out[values == -1] = NODATA
     if nodata is not None:
@@ -71,6 +80,91 @@ def reference_on_grid(path: str, grid: AreaGrid, *, crop_classes: Sequence[int],
         raise DataError(f"none of the reference's crop classes {list(crop_classes)} occurs in {path} over the map "
                         f"(values found: {found}); set areas.<area>.reference.crop_classes")
     return out
+
+
+def reference_from_settings(ref: Mapping[str, Any], grid: AreaGrid) -> np.ndarray:
+    """`reference_on_grid` for an `areas.<area>.reference` entry of the config."""
+    return reference_on_grid(ref["path"], grid, crop_classes=ref["crop_classes"], nodata=ref.get("nodata"),
+                             class_column=ref.get("class_column", "class"), crs=ref.get("crs", "EPSG:4326"))
+
+
+def _raster_on_grid(path: str, grid: AreaGrid) -> np.ndarray:
+    try:
+        src = rasterio.open(path)
+    except rasterio.RasterioIOError as err:
+        raise DataError(f"cannot open the reference {path}: {err}") from None
+    with src:
+        if src.crs is None:
+            raise DataError(f"the reference {path} has no CRS")
+        values = np.full(grid.shape, -1, np.int32)
+        reproject(rasterio.band(src, 1), values, dst_transform=grid.transform, dst_crs=grid.crs,
+                  dst_nodata=-1, resampling=Resampling.nearest)
+    return values
+
+
+def _burn_points(xs, ys, classes, grid: AreaGrid) -> np.ndarray:
+    values = np.full(grid.shape, -1, np.int32)
+    rows, cols = rasterio.transform.rowcol(grid.transform, xs, ys)
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    inside = (rows >= 0) & (rows < grid.shape[0]) & (cols >= 0) & (cols < grid.shape[1])
+    values[rows[inside], cols[inside]] = np.asarray(classes, np.int32)[inside]
+    return values
+
+
+def _points_csv_on_grid(path: str, grid: AreaGrid, *, class_column: str, crs: str) -> np.ndarray:
+    import csv
+
+    from rasterio.warp import transform as warp_transform
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise DataError(f"cannot read the reference {path}: {err}") from None
+    if not rows:
+        raise DataError(f"the reference {path} has no points")
+    columns = set(rows[0])
+    if class_column not in columns:
+        raise DataError(f"the reference {path} has no column {class_column!r} (columns: {sorted(columns)}); "
+                        "set areas.<area>.reference.class_column")
+    if {"lon", "lat"} <= columns:
+        xs, ys, src_crs = [float(r["lon"]) for r in rows], [float(r["lat"]) for r in rows], "EPSG:4326"
+    elif {"x", "y"} <= columns:
+        xs, ys, src_crs = [float(r["x"]) for r in rows], [float(r["y"]) for r in rows], crs
+    else:
+        raise DataError(f"the reference {path} needs lon/lat or x/y columns (columns: {sorted(columns)})")
+    try:
+        classes = [int(float(r[class_column])) for r in rows]
+    except ValueError as err:
+        raise DataError(f"the reference {path}: column {class_column!r} must hold class numbers ({err})") from None
+    xs, ys = warp_transform(src_crs, grid.crs, xs, ys)
+    return _burn_points(xs, ys, classes, grid)
+
+
+def _vector_on_grid(path: str, grid: AreaGrid, *, class_column: str) -> np.ndarray:
+    import pyogrio
+    import shapely
+    from rasterio.features import rasterize
+
+    from cropmap.grid import reproject_geometry
+
+    try:
+        frame = pyogrio.raw.read(path)
+    except Exception as err:
+        raise DataError(f"cannot read the reference {path}: {err}") from None
+    meta, _, geometry, fields = frame
+    names = list(meta["fields"])
+    if class_column not in names:
+        raise DataError(f"the reference {path} has no field {class_column!r} (fields: {names}); "
+                        "set areas.<area>.reference.class_column")
+    if not meta.get("crs"):
+        raise DataError(f"the reference {path} has no CRS")
+    classes = np.asarray(fields[names.index(class_column)]).astype(np.int32)
+    geoms = [reproject_geometry(g, meta["crs"], grid.crs) for g in shapely.from_wkb(geometry)]
+    if all(g.geom_type == "Point" for g in geoms):
+        return _burn_points([g.x for g in geoms], [g.y for g in geoms], classes, grid)
+    return rasterize(zip(geoms, classes.tolist()), out_shape=grid.shape, transform=grid.transform, fill=-1,
+                     dtype="int32")
 
 
 def assess_sources(reference: np.ndarray, sources: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:

@@ -160,7 +160,7 @@ def cmd_mosaic(args) -> None:
 
 
 def cmd_assess(args) -> None:
-    from cropmap.assessment import assess_sources, metrics_table, per_tile_metrics, reference_on_grid
+    from cropmap.assessment import assess_sources, metrics_table, per_tile_metrics, reference_from_settings
     from cropmap.grid import AreaGrid, tiles_for_area
     from cropmap.io import atomic_path, read_mosaic, write_json
     from cropmap.report import confusion_plot
@@ -170,7 +170,7 @@ def cmd_assess(args) -> None:
     ref = settings["reference"]
     if not ref:
         raise CropmapError("assess: the area has no reference data (areas.<area>.reference)")
-    reference = reference_on_grid(ref["path"], grid, crop_classes=ref["crop_classes"], nodata=ref["nodata"])
+    reference = reference_from_settings(ref, grid)
     sources = {"map": read_mosaic([args.map], grid=grid), "consensus": read_mosaic(args.consensus, grid=grid)}
     for name, *paths in args.product or []:
         sources[name] = read_mosaic(paths, grid=grid)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cropmap.assessment import reference_on_grid
+from cropmap.assessment import reference_from_settings
 from cropmap.consensus import UNLABELLED, pairwise_agreement
 from cropmap.grid import AreaGrid, tiles_for_area
 from cropmap.io import atomic_path, read_mosaic, write_json
@@ -84,7 +84,7 @@ def label_quality(*, settings: dict[str, Any], consensus: Sequence[str], product
     reference = None
     ref = settings.get("reference")
     if ref:
-        reference = reference_on_grid(ref["path"], grid, crop_classes=ref["crop_classes"], nodata=ref["nodata"])
+        reference = reference_from_settings(ref, grid)
     summary = summarise_labels(labels, recoded, reference)
     write_json(out_json, summary)
     _plot(labels, agreeing, summary, out_png)
