@@ -3,6 +3,8 @@ rule glc:
         product_source,
     output:
         "results/{area}/glc/{product}/{tile}.tif",
+    group:
+        "tile_labels"
     params:
         settings=step_settings("glc"),
     log:
@@ -19,6 +21,8 @@ rule consensus:
         tile_products,
     output:
         "results/{area}/consensus/{tile}.tif",
+    group:
+        "tile_labels"
     params:
         settings=step_settings("consensus"),
         names=lambda wildcards: list(config["areas"][wildcards.area]["glc"]),
