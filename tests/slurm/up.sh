@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up a single-node SLURM cluster on localhost (Debian's slurm-wlm + munge), with one declared
 # GPU GRES (no device: jobs run on CPU). Needs root. Usage: up.sh STATE_DIR
-# Prints nothing on success but the node state; stop it with down.sh STATE_DIR.
+# Prints the node state when it is up; stop it with down.sh STATE_DIR. Meant for CI machines:
+# it stops SLURM daemons already running on this machine.
 set -euo pipefail
 state=${1:?usage: up.sh STATE_DIR}
 mkdir -p "$state"/ctld "$state"/d
@@ -17,6 +18,11 @@ mkdir -p /run/munge && chown munge:munge /run/munge
 if ! pgrep -x munged >/dev/null; then
   runuser -u munge -- /usr/sbin/munged
 fi
+
+# a cluster left over from an earlier run would keep its old configuration: stop it first
+pkill -x slurmctld 2>/dev/null || true
+pkill -x slurmd 2>/dev/null || true
+sleep 1
 
 cpus=$(nproc)
 mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 2000 ))
