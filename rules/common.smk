@@ -1,4 +1,5 @@
 # Config validation (before any job) and the input functions of the rules.
+import functools
 import sys
 
 from cropmap.config import settings_json, validate_config
@@ -17,7 +18,9 @@ wildcard_constraints:
     product=r"[A-Za-z0-9_-]+",
 
 
+@functools.cache
 def tile_ids(area):
+    """The area's tile ids, computed once per run (input functions ask for them for every job)."""
     grid = {k: config["areas"][area][k] for k in ("aoi", "crs", "resolution", "tile_size")}
     return [tile.id for tile in tiles_for_area(grid)]
 

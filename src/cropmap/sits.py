@@ -141,15 +141,26 @@ def build_tile_cube(
     """Composited, gap-filled reflectance cube of one tile (grown by `halo` pixels)."""
     import odc.stac
 
+    from cropmap.bands import resolve_bands
+
     bands: list[str] = list(settings["bands"])
     scl_band: str = settings["scl_band"]
+    if not items:
+        raise DataError(f"tile {tile.id}: no scene to load")
+    # the providers' asset keys for the configured bands ("B04" may be "red")
+    keys = resolve_bands(items[0], [*bands, scl_band])
+    for item in items[1:]:
+        if resolve_bands(item, [*bands, scl_band]) != keys:
+            raise DataError(f"items {items[0].id} and {item.id} name their bands differently; search one "
+                            "collection of one provider per area")
     periods = composite_periods(settings["season"], settings["interval_days"])
     geobox = tile.geobox(halo)
-    resampling = {"*": "bilinear", scl_band: "nearest"}
+    resampling = {"*": "bilinear", keys[scl_band]: "nearest"}
     data = odc.stac.load(
-        items, bands=[*bands, scl_band], geobox=geobox, groupby="solar_day", resampling=resampling,
+        items, bands=list(keys.values()), geobox=geobox, groupby="solar_day", resampling=resampling,
         chunks={"x": 2048, "y": 2048}, fail_on_error=False,
     )
+    data = data.rename({key: band for band, key in keys.items() if key != band})
     times = data.time.values
     day_items = _solar_day_groups(items, times)
     obs_dates = np.array([np.datetime64(str(np.datetime_as_string(t, unit="D"))) for t in times])
@@ -168,7 +179,7 @@ def build_tile_cube(
         for b, band in enumerate(bands):
             dn = chunk[band].values.astype(np.float32)
             for k, t in enumerate(sel):
-                scale, offset = reflectance_scaling(day_items[t], band)
+                scale, offset = reflectance_scaling(day_items[t], keys[band])
                 values[k, b] = np.where(dn[k] == 0, np.nan, dn[k] * scale + offset)
         clear &= ~np.isnan(values).any(axis=1)
         composites[p], counts[p] = composite(values, clear)
