@@ -183,3 +183,33 @@ def test_vector_polygons_reference(tmp_path):
                       driver="GPKG", geometry_type="Polygon", crs="EPSG:32614")
     out = reference_on_grid(str(path), AreaGrid((tile,)), crop_classes=[24], nodata=None, class_column="cdl")
     np.testing.assert_array_equal(out, truth)
+
+
+def test_reference_without_crs_is_a_clear_error(tmp_path):
+    import rasterio
+
+    tile = Tile(ix=136, iy=850, crs="EPSG:32614", resolution=10.0, size=32)
+    path = tmp_path / "nocrs.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=32, width=32, count=1, dtype="uint8",
+                       transform=tile.transform) as dst:
+        dst.write(np.ones((1, 32, 32), np.uint8))
+    with pytest.raises(DataError, match="has no CRS"):
+        reference_on_grid(str(path), AreaGrid((tile,)), crop_classes=[1], nodata=None)
+
+
+def test_bad_reference_through_the_command_is_one_line(tmp_path, raster_writer, capsys):
+    import json
+
+    from cropmap.cli import main
+
+    far = raster_writer("far.tif", np.ones((8, 8), np.uint8), transform=Affine(10, 0, 0, 0, -10, 80),
+                        crs="EPSG:32614", nodata=255)
+    grid = {"aoi": {"bbox": [-96.717, 39.2978, -96.6082, 39.3823]}, "crs": "auto", "resolution": 10, "tile_size": 512}
+    settings = {"grid": grid, "reference": {"path": str(far), "crop_classes": [1], "nodata": 255},
+                "positive_label": "crop", "table_decimals": 3}
+    code = main(["assess", "--settings", json.dumps(settings), "--map", str(far), "--consensus", str(far),
+                 "--out", str(tmp_path / "m.json"), "--table", str(tmp_path / "m.md"), "--csv", str(tmp_path / "m.csv"),
+                 "--per-tile", str(tmp_path / "t.csv"), "--confusion-png", str(tmp_path / "c.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "does not overlap the map" in err
+    assert not (tmp_path / "m.json").exists()
