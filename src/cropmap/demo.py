@@ -172,13 +172,11 @@ def surface_reflectance(land: Landscape, doy: float) -> np.ndarray:
     refl = np.empty((len(BAND_ORDER), *land.parcel.shape), np.float32)
     bright = land.params["brightness"][land.parcel].astype(np.float32) * land.texture
     for b in range(len(BAND_ORDER)):
-        bg = np.zeros(len(SPECTRA), np.float32)
         bg_map = np.zeros(land.parcel.shape, np.float32)
         for cls, name in BACKGROUND.items():
             bg_map[land.landcover == cls] = SPECTRA[name][b]
         veg = np.where(land.landcover == 6, SPECTRA["forest"][b], SPECTRA["vegetation"][b])
         refl[b] = (f * veg + (1 - f) * bg_map) * bright
-        del bg
     return refl
 
 
