@@ -77,21 +77,23 @@ def tile_products(wildcards):
     ]
 
 
+def product_tiles(area):
+    """{product: its recoded files, one per tile} of an area."""
+    return {
+        product: [f"results/{area}/glc/{product}/{tile}.tif" for tile in tile_ids(area)]
+        for product in config["areas"][area]["glc"]
+    }
+
+
 def product_mosaic_args(wildcards):
     """--product NAME FILE... for each product of the area."""
-    args = []
-    for product in config["areas"][wildcards.area]["glc"]:
-        files = [f"results/{wildcards.area}/glc/{product}/{t}.tif" for t in tile_ids(wildcards.area)]
-        args.append("--product " + " ".join([product, *files]))
-    return " ".join(args)
+    return " ".join(
+        f"--product {product} {' '.join(files)}" for product, files in product_tiles(wildcards.area).items()
+    )
 
 
 def all_product_tiles(wildcards):
-    return [
-        f"results/{wildcards.area}/glc/{product}/{tile}.tif"
-        for product in config["areas"][wildcards.area]["glc"]
-        for tile in tile_ids(wildcards.area)
-    ]
+    return [f for files in product_tiles(wildcards.area).values() for f in files]
 
 
 def reference_source(wildcards):

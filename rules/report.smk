@@ -97,7 +97,7 @@ rule stac_item:
     output:
         "results/{area}/cropland.stac.json",
     params:
-        settings=step_settings("area"),
+        settings=step_settings("stac_item"),
     log:
         "results/{area}/logs/stac_item.log",
     conda:

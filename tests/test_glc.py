@@ -8,7 +8,7 @@ from rasterio.warp import reproject
 from cropmap.glc import PRODUCTS, Legend, legend_for, product_on_tile, product_sources, recode
 from cropmap.grid import Tile
 
-from conftest import bbox_inside, shared_fixture
+from conftest import bbox_inside, shared_fixture, write_raster
 
 
 def test_recode_worldcover():
@@ -190,12 +190,11 @@ def _split_product(tmp_path, tile):
     paths = []
     for k, (c0, c1) in enumerate([(0, half), (half, width)]):
         path = tmp_path / f"wc_part{k}.tif"
-        write = __import__("conftest").write_raster
-        write(path, values[:, c0:c1], transform=Affine(deg, 0, west + c0 * deg, 0, -deg, north), crs="EPSG:4326",
+        write_raster(path, values[:, c0:c1], transform=Affine(deg, 0, west + c0 * deg, 0, -deg, north), crs="EPSG:4326",
               nodata=0)
         paths.append(path)
     whole = tmp_path / "wc_whole.tif"
-    __import__("conftest").write_raster(whole, values, transform=Affine(deg, 0, west, 0, -deg, north),
+    write_raster(whole, values, transform=Affine(deg, 0, west, 0, -deg, north),
                                         crs="EPSG:4326", nodata=0)
     return paths, whole
 

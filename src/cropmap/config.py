@@ -98,6 +98,10 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         )
     for name, area in config["areas"].items():
         _check_area(name, area, config)
+    products = {p for area in config["areas"].values() for p in area["glc"]}
+    for product_name in config["consensus"]["weights"]:
+        if product_name not in products:
+            raise ConfigError(f"consensus.weights.{product_name}: no area has a product of that name")
     _check_paths(config)
     return config
 
@@ -160,9 +164,6 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
             raise ConfigError(f"{key}.crs: {area['crs']!r} is not a known CRS (e.g. 'EPSG:32614' or 'auto')") from None
         if not crs.is_projected:
             raise ConfigError(f"{key}.crs: {area['crs']!r} is not a projected CRS in metres")
-    for product_name in config["consensus"]["weights"]:
-        if product_name not in area["glc"] and len(config["areas"]) == 1:
-            raise ConfigError(f"consensus.weights.{product_name}: no product of that name in {key}.glc")
     for product_name, product in area["glc"].items():
         if "type" in product and product["type"] not in PRODUCTS:
             raise ConfigError(
@@ -232,8 +233,9 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
     if step == "sample":
         return config["assess"]["sample"]
     if step == "area":
-        return {"reference": a.get("reference"), "labelled_sample": config["assess"].get("labelled_sample"),
-                "season": a["season"]}
+        return {"reference": a.get("reference"), "labelled_sample": config["assess"].get("labelled_sample")}
+    if step == "stac_item":
+        return {"season": a["season"]}
     raise ValueError(f"unknown step {step!r}")
 
 

@@ -39,11 +39,11 @@ def _save(fig, path) -> None:
 
 
 def _read_overview(path, max_side: int = 1024) -> tuple[np.ndarray, Any]:
-    """Read a raster decimated to at most `max_side` pixels (from its overviews when it has them)."""
+    """Band 1 decimated to at most `max_side` pixels (from the overviews when there are), and the CRS."""
     with rasterio.open(path) as src:
         factor = max(1, int(np.ceil(max(src.width, src.height) / max_side)))
         out_shape = (src.height // factor or 1, src.width // factor or 1)
-        return src.read(1, out_shape=out_shape), src
+        return src.read(1, out_shape=out_shape), src.crs
 
 
 def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
@@ -52,7 +52,7 @@ def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    classes, src = _read_overview(map_path)
+    classes, crs = _read_overview(map_path)
     fig, ax = plt.subplots(figsize=(7, 7))
     shown = np.where(classes == 255, 2, classes).astype(float)
     colours = ["#8c6d31", "#f2c72e", "#ffffff"]
@@ -60,11 +60,11 @@ def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     ax.legend(handles=[Patch(color=colours[1], label="cropland"), Patch(color=colours[0], label="other land"),
                        Patch(facecolor="white", edgecolor="grey", label="no data")], loc="lower right")
     crop_share = np.mean(classes[classes != 255] == 1) if (classes != 255).any() else 0.0
-    ax.set_title(f"cropland map ({crop_share:.0%} cropland), {src.crs}")
+    ax.set_title(f"cropland map ({crop_share:.0%} cropland), {crs}")
     ax.set_axis_off()
     _save(fig, map_png)
 
-    prob, src = _read_overview(probability_path)
+    prob, _ = _read_overview(probability_path)
     fig, ax = plt.subplots(figsize=(7.8, 7))
     im = ax.imshow(np.ma.masked_equal(prob, 255), cmap="YlGn", vmin=0, vmax=100, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label="cropland probability (%)")

@@ -22,7 +22,6 @@ import csv
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,6 @@ from cropmap.dataset import (TileArrays, band_index, band_statistics, sample_pat
 from cropmap.errors import TrainingError
 from cropmap.io import atomic_path
 from cropmap.model import ModelConfig, SpatioTemporalNet, pick_device
-from cropmap.sits import REFLECTANCE_SCALE
 
 log = logging.getLogger(__name__)
 
