@@ -39,12 +39,14 @@ rule availability:
             labels={"area": "{area}", "figure": "clear observations"},
         ),
         csv="results/{area}/report/availability.csv",
+        scenes="results/{area}/report/scenes.csv",
     log:
         "results/{area}/logs/availability.log",
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap availability --cubes {input} --png {output.png} --csv {output.csv} > {log} 2>&1"
+        "cropmap availability --cubes {input} --png {output.png} --csv {output.csv} "
+        "--scenes-csv {output.scenes} > {log} 2>&1"
 
 
 rule sample:

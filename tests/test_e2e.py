@@ -1,5 +1,6 @@
 """The real Snakemake DAG on a tiny demo area: every rule runs, outputs are real, reruns are exact."""
 
+import contextlib
 import json
 import os
 import re
@@ -197,3 +198,57 @@ def test_report_is_self_contained_and_shows_the_images(workflow):
         browser.quit()
     for category in ("Map", "Data", "Labels", "Model"):
         assert shown[category] > 200, f"no image shown for {category}: {shown}"
+
+
+def _kill_during(workflow: Path, command: str, *args: str) -> None:
+    """Run snakemake with `args`; SIGKILL it and its jobs as soon as a `cropmap <command>` job runs."""
+    import signal
+    import time
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workflow, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, f"snakemake ended before a {command} job could be killed"
+            assert time.monotonic() < deadline, f"no {command} job started"
+            jobs = subprocess.run(["pgrep", "-f", f"cropmap {command} "], capture_output=True, text=True).stdout.split()
+            if jobs:
+                time.sleep(0.5)
+                for pid in jobs:  # the job may run in its own process group
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.1)
+    finally:
+        proc.wait(60)
+
+
+def test_killed_jobs_and_only_they_are_redone(workflow):
+    """SIGKILL a sits job, then a train job: no half output is trusted, and the rerun plans exactly
+    the killed jobs and what depends on them."""
+    results = workflow / "results" / "demo"
+    tile = sorted((results / "sits").glob("*.nc"))[0]
+    untouched = {p: p.stat().st_mtime for p in [*sorted((results / "sits").glob("*.nc"))[1:], results / "stac/items.json",
+                                                  *(results / "consensus").glob("*.tif")]}
+
+    _kill_during(workflow, "sits", "--forcerun", str(tile.relative_to(workflow)), str(tile.relative_to(workflow)))
+    plan = planned_jobs(snakemake(workflow, "-n", "--rerun-incomplete").stdout)
+    assert plan.get("sits") == 1, plan
+    assert not {"demo", "search", "glc", "consensus"} & set(plan), plan
+
+    _kill_during(workflow, "train", "--rerun-incomplete")
+    assert (results / "sits" / tile.name).exists() and (results / "model/pretrained.pt").exists()
+    plan = planned_jobs(snakemake(workflow, "-n", "--rerun-incomplete").stdout)
+    assert plan.get("train") == 1, plan
+    assert not {"demo", "search", "sits", "glc", "consensus", "pretrain"} & set(plan), plan
+    assert {"predict", "mosaic", "assess"} <= set(plan), plan
+
+    run = snakemake(workflow, "--rerun-incomplete")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Nothing to be done" in (r := snakemake(workflow, "-n")).stdout + r.stderr
+    assert all(p.stat().st_mtime == t for p, t in untouched.items())
+    assert not list(results.rglob("*.partial*")), "a killed job's temporary file was left behind"

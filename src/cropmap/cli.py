@@ -51,8 +51,9 @@ def cmd_sits(args) -> None:
     items = list(pystac.ItemCollection.from_file(args.items))
     cube = build_tile_cube(items=items, tile=tile, settings=settings)
     write_cube(cube, args.out)
-    print(f"tile {tile.id}: {cube.sizes['time']} composites from {cube.attrs['scenes_loaded']} scene dates, "
-          f"{int(cube['never_observed'].sum())} pixels never observed -> {args.out}")
+    print(f"tile {tile.id}: {cube.sizes['time']} composites from {cube.attrs['scenes_loaded']} scenes "
+          f"({cube.attrs['scenes_skipped']} skipped), {int(cube['never_observed'].sum())} pixels never observed"
+          f"{' (NO CLEAR OBSERVATION: the tile is flagged)' if cube.attrs['no_clear_observation'] else ''} -> {args.out}")
 
 
 def cmd_glc(args) -> None:
@@ -198,7 +199,11 @@ def cmd_quicklook(args) -> None:
 def cmd_availability(args) -> None:
     from cropmap.report import availability
 
-    availability(cube_paths=args.cubes, out_png=args.png, out_csv=args.csv)
+    flagged = availability(cube_paths=args.cubes, out_png=args.png, out_csv=args.csv, out_scenes_csv=args.scenes_csv)
+    for record in flagged:
+        print(f"tile {record['tile']}: {record['scenes_skipped']} scenes skipped"
+              f"{', no clear observation' if record['no_clear_observation'] else ''} (see {args.scenes_csv})")
+    print(f"{len(args.cubes)} tiles, {len(flagged)} with skipped scenes or without a clear observation")
 
 
 def cmd_sample(args) -> None:
@@ -330,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cubes", nargs="+", required=True)
     p.add_argument("--png", required=True)
     p.add_argument("--csv", required=True)
+    p.add_argument("--scenes-csv", required=True)
     p = add("sample", cmd_sample, "stratified random sample of the map for photo-interpretation")
     p.add_argument("--map", required=True)
     p.add_argument("--csv", required=True)

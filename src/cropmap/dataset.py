@@ -37,6 +37,9 @@ def load_tiles(cube_paths: Sequence[str], label_paths: Sequence[str] | None = No
     tiles = []
     for k, path in enumerate(cube_paths):
         cube = open_cube(path)
+        halo = int(cube.attrs.get("halo_px", 0))
+        if halo:  # labels and training patches are the tile itself; the halo is for inference
+            cube = cube.isel(y=slice(halo, -halo), x=slice(halo, -halo))
         refl = cube["reflectance"].values
         labels = None
         if label_paths is not None:

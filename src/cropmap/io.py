@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import uuid
@@ -23,10 +24,14 @@ __all__ = ["atomic_path", "write_geotiff", "write_json", "read_json"]
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
-    A job killed mid-write leaves a `.partial` file that no step reads, never a half `path`.
+    A job killed mid-write leaves a `.partial` file that no step reads, never a half `path`; the
+    next write of `path` removes such leftovers.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in path.parent.glob(f".{glob.escape(path.stem)}.*.partial{glob.escape(path.suffix)}"):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
     try:
         yield tmp

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,24 +74,38 @@ def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     _save(fig, probability_png)
 
 
-def availability(*, cube_paths: Sequence[str], out_png, out_csv) -> None:
-    """Share of each tile's pixels with a clear observation in each composite period."""
+def availability(*, cube_paths: Sequence[str], out_png, out_csv, out_scenes_csv) -> list[dict[str, Any]]:
+    """Share of each tile's pixels with a clear observation in each composite period (CSV and plot),
+    and each tile's scene record: found, loaded, skipped (with the reasons), no clear observation.
+    Returns the scene records of tiles that skipped scenes or saw no clear observation."""
     import xarray as xr
 
     plt = _pyplot()
-    rows, names, dates = [], [], None
+    rows, names, dates, scenes = [], [], None, []
     for path in cube_paths:
         with xr.open_dataset(path, engine="netcdf4") as cube:
             clear = (cube["clear_count"].values > 0).mean(axis=(1, 2))
             dates = [str(np.datetime_as_string(t, unit="D")) for t in cube["time"].values]
             rows.append(clear)
-            names.append(str(cube.attrs.get("tile", Path(path).stem)))
+            name = str(cube.attrs.get("tile", Path(path).stem))
+            skipped = json.loads(cube.attrs.get("skipped_scenes", "[]"))
+            scenes.append({"tile": name, "scenes_found": int(cube.attrs.get("scenes_found", 0)),
+                           "scenes_loaded": int(cube.attrs.get("scenes_loaded", 0)), "scenes_skipped": len(skipped),
+                           "no_clear_observation": int(cube.attrs.get("no_clear_observation", 0)),
+                           "skipped": "; ".join(f"{s['item_id']} {s['asset']}: {s['reason']}" for s in skipped)})
+            flags = [f"{len(skipped)} skipped"] if skipped else []
+            flags += ["NO CLEAR OBSERVATION"] if scenes[-1]["no_clear_observation"] else []
+            names.append(f"{name} ({', '.join(flags)})" if flags else name)
     matrix = np.array(rows)
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["tile", *dates])
-        for name, row in zip(names, matrix):
-            writer.writerow([name, *(f"{v:.3f}" for v in row)])
+        for record, row in zip(scenes, matrix):
+            writer.writerow([record["tile"], *(f"{v:.3f}" for v in row)])
+    with atomic_path(out_scenes_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(scenes[0]))
+        writer.writeheader()
+        writer.writerows(scenes)
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(dates)), 1 + 0.4 * len(names)))
     im = ax.imshow(matrix, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks(range(len(dates)), dates, rotation=90, fontsize=7)
@@ -98,6 +113,7 @@ def availability(*, cube_paths: Sequence[str], out_png, out_csv) -> None:
     ax.set_title("share of pixels with a clear observation, per tile and composite period")
     fig.colorbar(im, ax=ax, shrink=0.8)
     _save(fig, out_png)
+    return [r for r in scenes if r["scenes_skipped"] or r["no_clear_observation"]]
 
 
 def confusion_plot(metrics: Mapping[str, Mapping[str, Any]], out_png) -> None:

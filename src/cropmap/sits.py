@@ -8,7 +8,9 @@ is bounded by the scenes of one period, not the season.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,14 +18,19 @@ import numpy as np
 import pystac
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from rasterio.errors import RasterioError
 from scipy import ndimage
 from tqdm import tqdm
 
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 from cropmap.io import atomic_path
+from cropmap.scenes import SkippedScene, readable_scenes, with_retries
 
 log = logging.getLogger(__name__)
+
+# a COG is one file: do not list its folder (an extra request per file on remote archives)
+os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 
 __all__ = ["composite_periods", "clear_mask", "composite", "fill_gaps", "build_tile_cube", "open_cube",
            "REFLECTANCE_SCALE"]
@@ -121,72 +128,86 @@ def reflectance_scaling(item: pystac.Item, asset_key: str) -> tuple[float, float
     return 1e-4, -0.1 if after_0400 else 0.0
 
 
-def _solar_day_groups(items: Sequence[pystac.Item], times: np.ndarray) -> list[pystac.Item]:
-    """For each loaded time step, one item of that solar day (for its scaling metadata)."""
-    by_day: dict[dt.date, pystac.Item] = {}
-    for item in items:
-        lon = item.bbox[0] / 2 + item.bbox[2] / 2 if item.bbox else 0.0
-        solar = (item.datetime + dt.timedelta(hours=lon / 15)).date()
-        by_day.setdefault(solar, item)
-    out = []
-    for t in times:
-        day = dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D")))
-        out.append(by_day.get(day) or min(by_day.items(), key=lambda kv: abs((kv[0] - day).days))[1])
-    return out
+def _solar_day(item: pystac.Item) -> dt.date:
+    """The item's date in local solar time (how odc-stac groups scenes with groupby="solar_day")."""
+    lon = (item.bbox[0] + item.bbox[2]) / 2 if item.bbox else 0.0
+    return (item.datetime + dt.timedelta(hours=lon / 15)).date()
 
 
-def build_tile_cube(
-    *, items: Sequence[pystac.Item], tile: Tile, settings: dict[str, Any], halo: int = 0
-) -> xr.Dataset:
-    """Composited, gap-filled reflectance cube of one tile (grown by `halo` pixels)."""
+def _items_on_tile(items: Sequence[pystac.Item], tile: Tile, halo: int) -> list[pystac.Item]:
+    """The items whose lon/lat bbox meets the tile (items without a bbox are kept)."""
+    from shapely.geometry import box
+
+    footprint = box(*tile.geobox(halo).extent.to_crs("EPSG:4326").boundingbox)
+    return [item for item in items if not item.bbox or box(*item.bbox[:2], *item.bbox[-2:]).intersects(footprint)]
+
+
+def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[str, Any]) -> xr.Dataset:
+    """Composited, gap-filled reflectance cube of one tile, grown by `settings["halo_px"]` pixels.
+
+    Scenes that cannot be read are retried, then skipped and listed in the cube's `skipped_scenes`
+    attribute; fewer than `settings["min_scenes"]` readable scenes is a `DataError`.
+    """
     import odc.stac
 
     from cropmap.bands import resolve_bands
 
     bands: list[str] = list(settings["bands"])
     scl_band: str = settings["scl_band"]
+    halo = int(settings.get("halo_px", 0))
+    retry = {"retries": int(settings.get("read_retries", 3)), "backoff_s": float(settings.get("read_backoff_s", 1.0))}
+    # GDAL retries HTTP 429/5xx itself with exponential backoff; its cache would answer our own
+    # retries of such a request with the cached failure
+    os.environ["GDAL_HTTP_MAX_RETRY"] = str(retry["retries"])
+    os.environ["GDAL_HTTP_RETRY_DELAY"] = str(retry["backoff_s"])
+    items = _items_on_tile(items, tile, halo)
     if not items:
-        raise DataError(f"tile {tile.id}: no scene to load")
+        raise DataError(f"tile {tile.id}: no scene covers it")
     # the providers' asset keys for the configured bands ("B04" may be "red")
     keys = resolve_bands(items[0], [*bands, scl_band])
     for item in items[1:]:
         if resolve_bands(item, [*bands, scl_band]) != keys:
             raise DataError(f"items {items[0].id} and {item.id} name their bands differently; search one "
                             "collection of one provider per area")
+    readable, skipped = readable_scenes(items, list(keys.values()), **retry)
     periods = composite_periods(settings["season"], settings["interval_days"])
     geobox = tile.geobox(halo)
     resampling = {"*": "bilinear", keys[scl_band]: "nearest"}
     data = odc.stac.load(
-        items, bands=list(keys.values()), geobox=geobox, groupby="solar_day", resampling=resampling,
-        chunks={"x": 2048, "y": 2048}, fail_on_error=False,
-    )
-    data = data.rename({key: band for band, key in keys.items() if key != band})
-    times = data.time.values
-    day_items = _solar_day_groups(items, times)
-    obs_dates = np.array([np.datetime64(str(np.datetime_as_string(t, unit="D"))) for t in times])
+        readable, bands=list(keys.values()), geobox=geobox, groupby="solar_day", resampling=resampling,
+        chunks={"x": 2048, "y": 2048}, fail_on_error=True,
+    ) if readable else None
     ny, nx = geobox.shape
     composites = np.full((len(periods), len(bands), ny, nx), np.nan, np.float32)
     counts = np.zeros((len(periods), ny, nx), np.uint8)
-    for p, (start, stop) in enumerate(tqdm(periods, desc=f"tile {tile.id}", unit="period")):
-        sel = np.flatnonzero((obs_dates >= np.datetime64(start)) & (obs_dates < np.datetime64(stop)))
-        if sel.size == 0:
-            continue
-        chunk = data.isel(time=sel).compute()
-        scl = chunk[scl_band].values
-        clear = clear_mask(scl, masked_classes=settings["masked_scl_classes"],
-                           dilation_px=settings["cloud_dilation_px"])
-        values = np.empty((sel.size, len(bands), ny, nx), np.float32)
-        for b, band in enumerate(bands):
-            dn = chunk[band].values.astype(np.float32)
-            for k, t in enumerate(sel):
-                scale, offset = reflectance_scaling(day_items[t], keys[band])
-                values[k, b] = np.where(dn[k] == 0, np.nan, dn[k] * scale + offset)
-        clear &= ~np.isnan(values).any(axis=1)
-        composites[p], counts[p] = composite(values, clear)
+    scenes_used = 0
+    if data is not None:
+        data = data.rename({key: band for band, key in keys.items() if key != band})
+        day_items: dict[dt.date, list[pystac.Item]] = {}
+        for item in readable:
+            day_items.setdefault(_solar_day(item), []).append(item)
+        days = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in data.time.values]
+        obs_dates = np.array([np.datetime64(day) for day in days])
+        for p, (start, stop) in enumerate(tqdm(periods, desc=f"tile {tile.id}", unit="period")):
+            sel = np.flatnonzero((obs_dates >= np.datetime64(start)) & (obs_dates < np.datetime64(stop)))
+            if sel.size == 0:
+                continue
+            chunk, kept, failed = _read_period(data, sel, days, day_items, retry)
+            skipped += failed
+            if not kept:
+                continue
+            scenes_used += sum(len(day_items.get(days[t], [])) for t in kept)
+            first_items = [day_items.get(days[t], readable)[0] for t in kept]
+            composites[p], counts[p] = _composite_chunk(chunk, first_items, bands, keys, scl_band, settings)
+    if scenes_used < int(settings.get("min_scenes", 1)):
+        raise DataError(
+            f"tile {tile.id}: {scenes_used} readable scenes of {len(items)} ({len(skipped)} skipped: "
+            f"{'; '.join(f'{s.item_id} ({s.reason})' for s in skipped[:3])}{' ...' if len(skipped) > 3 else ''}), "
+            f"fewer than sits.min_scenes = {settings.get('min_scenes')}")
     never_observed = counts.sum(axis=0) == 0
     filled = fill_gaps(composites, axis=0)
     if never_observed.all():
-        log.warning("tile %s has no clear observation at all: written as no data", tile.id)
+        log.warning("tile %s has no clear observation at all: written as no data and flagged", tile.id)
     reflectance = np.where(np.isnan(filled), -9999, np.round(filled * REFLECTANCE_SCALE)).astype(np.int16)
     centres = [np.datetime64(start + (stop - start) / 2) for start, stop in periods]
     coords = {"time": np.array(centres, dtype="datetime64[ns]"), "band": bands,
@@ -202,10 +223,55 @@ def build_tile_cube(
         },
         coords=coords,
         attrs={"tile": tile.id, "halo_px": halo, "interval_days": settings["interval_days"],
-               "scenes_loaded": len(times)},
+               "scenes_found": len(items), "scenes_loaded": scenes_used, "scenes_skipped": len(skipped),
+               "skipped_scenes": json.dumps([s.as_dict() for s in skipped]),
+               "no_clear_observation": int(never_observed.all())},
     )
     cube = cube.rio.write_crs(tile.crs).rio.write_transform(geobox.affine)
     return cube
+
+
+def _read_period(data: xr.Dataset, sel: np.ndarray, days: list[dt.date],
+                 day_items: dict[dt.date, list[pystac.Item]], retry: dict[str, Any]):
+    """(the period's readable time steps in memory, their indices, the scenes skipped as unreadable).
+
+    The whole period is read at once; when that fails, each solar day is read alone (with retries) so
+    that only the days that fail are dropped.
+    """
+    try:
+        chunk = with_retries(lambda: data.isel(time=sel).compute(), what=f"period of {days[sel[0]]}", **retry)
+        return chunk, list(sel), []
+    except (OSError, RasterioError) as err:
+        log.warning("reading the period of %s failed (%s); reading its days one by one", days[sel[0]], err)
+    good, failed = [], []
+    for t in sel:
+        try:
+            with_retries(lambda t=t: data.isel(time=[t]).compute(), what=f"scenes of {days[t]}", **retry)
+            good.append(t)
+        except (OSError, RasterioError) as err:
+            reason = f"cannot be read after {retry['retries']} retries: {str(err).strip().splitlines()[0]}"
+            for item in day_items.get(days[t], []):
+                log.warning("scene %s skipped: %s", item.id, reason)
+                failed.append(SkippedScene(item.id, "*", reason))
+    if not good:
+        return None, [], failed
+    return data.isel(time=good).compute(), good, failed
+
+
+def _composite_chunk(chunk: xr.Dataset, step_items: list[pystac.Item], bands: list[str], keys: dict[str, str],
+                     scl_band: str, settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Median composite of one period's loaded time steps (DN scaled to reflectance per scene)."""
+    scl = chunk[scl_band].values
+    clear = clear_mask(scl, masked_classes=settings["masked_scl_classes"], dilation_px=settings["cloud_dilation_px"])
+    n, ny, nx = scl.shape
+    values = np.empty((n, len(bands), ny, nx), np.float32)
+    for b, band in enumerate(bands):
+        dn = chunk[band].values.astype(np.float32)
+        for k, item in enumerate(step_items):
+            scale, offset = reflectance_scaling(item, keys[band])
+            values[k, b] = np.where(dn[k] == 0, np.nan, dn[k] * scale + offset)
+    clear &= ~np.isnan(values).any(axis=1)
+    return composite(values, clear)
 
 
 def write_cube(cube: xr.Dataset, path) -> None:

@@ -1,0 +1,207 @@
+"""Broken scenes: served over real HTTP (404, 503) or broken on disk (truncated, wrong CRS), retried,
+skipped and recorded; too few readable scenes fail the tile; an all-cloud tile is written, flagged."""
+
+import json
+import re
+import shutil
+import multiprocessing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from cropmap.config import step_settings, validate_config
+from cropmap.demo import make_demo
+from cropmap.errors import DataError
+from cropmap.grid import tiles_for_area
+from cropmap.search import search_items
+from cropmap.sits import build_tile_cube
+
+TILE = 64
+
+
+def _config(tmp: Path) -> dict:
+    from conftest import bbox_inside
+    from cropmap.grid import Tile
+
+    tile = Tile(1088, 6800, "EPSG:32614", 10.0, TILE)
+    return validate_config({
+        "areas": {"demo": {
+            "aoi": {"bbox": bbox_inside(tile)}, "crs": "EPSG:32614", "tile_size": TILE,
+            "season": {"start": "2023-05-01", "end": "2023-07-31"},
+            "stac": {"catalog": str(tmp / "stac" / "catalog.json"), "max_cloud_cover": 100},
+            "demo": {"seed": 5, "revisit_days": 10},
+            "glc": {"a": {"type": "esa-worldcover", "path": str(tmp / "glc" / "worldcover.tif")}},
+        }},
+        "sits": {"interval_days": 30, "min_scenes": 3, "read_retries": 2, "read_backoff_s": 0.01},
+        "predict": {"window": 40, "overlap": 8},
+        "allow_absolute_paths": True,
+    })
+
+
+@pytest.fixture(scope="module")
+def demo_scenes(tmp_path_factory):
+    """A one-tile demo area written once; each test copies it."""
+    root = tmp_path_factory.mktemp("scenes")
+    config = _config(root)
+    make_demo(settings=step_settings(config, "demo", "demo"), out_dir=root)
+    return root
+
+
+@pytest.fixture
+def area(demo_scenes, tmp_path):
+    shutil.copytree(demo_scenes, tmp_path, dirs_exist_ok=True)
+    config = _config(tmp_path)
+    items = list(search_items(settings=step_settings(config, "demo", "search")))
+    tile = tiles_for_area(step_settings(config, "demo", "sits")["grid"])[0]
+    return config, items, tile
+
+
+def _href(item, key) -> Path:
+    return Path(item.assets[key].get_absolute_href())
+
+
+class AssetServer:
+    """Serves a folder over HTTP with byte ranges (as GDAL's /vsicurl/ reads COGs); `faults` maps a
+    file name to the statuses answered before the file is served (a status of 404 repeats).
+
+    It runs in a child process: GDAL may hold the GIL while it waits for an answer."""
+
+    def __init__(self, root: Path, faults: dict[str, list[int]]):
+        ready = multiprocessing.get_context("fork").Queue()
+        self.process = multiprocessing.get_context("fork").Process(target=_serve_folder, args=(root, faults, ready),
+                                                                   daemon=True)
+        self.process.start()
+        self.url = f"http://127.0.0.1:{ready.get(timeout=30)}"
+
+    def close(self):
+        self.process.terminate()
+        self.process.join(10)
+
+
+def _serve_folder(root: Path, faults: dict[str, list[int]], ready) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):
+            self.do_GET(body=False)
+
+        def do_GET(self, body=True):
+            name = self.path.lstrip("/")
+            pending = faults.get(name, []) or ([] if (root / name).is_file() else [404])
+            if pending:
+                status = pending[0] if pending[0] == 404 else pending.pop(0)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = (root / name).read_bytes()
+            match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            start, end = (int(match[1]), int(match[2] or len(data) - 1)) if match else (0, len(data) - 1)
+            end = min(end, len(data) - 1)
+            self.send_response(206 if match else 200)
+            self.send_header("Accept-Ranges", "bytes")
+            if match:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.end_headers()
+            if body:
+                self.wfile.write(data[start:end + 1])
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ready.put(httpd.server_address[1])
+    httpd.serve_forever()
+
+
+def _serve(items, root: Path, faults):
+    """The items with every asset href pointing at an HTTP server over `root`."""
+    server = AssetServer(root, faults)
+    served = []
+    for item in items:
+        item = item.clone()
+        for asset in item.assets.values():
+            asset.href = f"{server.url}/{Path(asset.get_absolute_href()).relative_to(root)}"
+        served.append(item)
+    return served, server
+
+
+def test_broken_scenes_are_retried_skipped_recorded_and_leave_no_trace(area, tmp_path):
+    config, items, tile = area
+    settings = step_settings(config, "demo", "sits")
+    assert len(items) >= 8
+    truncated, missing, wrong_crs = items[1], items[3], items[5]
+    broken = {truncated.id, missing.id, wrong_crs.id}
+    clean = build_tile_cube(items=[i for i in items if i.id not in broken], tile=tile, settings=settings)
+
+    # a COG cut off after its header: opens, fails while reading pixels
+    path = _href(truncated, "B04")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    # a file whose georeferencing disagrees with the STAC metadata (EPSG:32614)
+    path = _href(wrong_crs, "B08")
+    with rasterio.open(path) as src:
+        profile, data = src.profile, src.read()
+    profile.update(crs="EPSG:32615", driver="GTiff")
+    path.unlink()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    # over HTTP: the missing scene's SCL answers 404; another scene's B02 answers 503 twice, then works
+    flaky = items[6]
+    faults = {str(_href(missing, "SCL").relative_to(tmp_path)): [404],
+              str(_href(flaky, "B02").relative_to(tmp_path)): [503, 503]}
+    served, server = _serve(items, tmp_path, faults)
+    try:
+        cube = build_tile_cube(items=served, tile=tile, settings=settings)
+    finally:
+        server.close()
+
+    skipped = {s["item_id"]: s for s in json.loads(cube.attrs["skipped_scenes"])}
+    assert set(skipped) == broken  # the flaky scene was retried and kept
+    assert "disagrees with its STAC metadata" in skipped[wrong_crs.id]["reason"]
+    assert "cannot be read" in skipped[missing.id]["reason"]
+    assert "cannot be read" in skipped[truncated.id]["reason"]
+    assert cube.attrs["scenes_skipped"] == 3
+    assert cube.attrs["scenes_loaded"] == len(items) - 3
+    # nothing of the broken scenes leaks into the composites
+    np.testing.assert_array_equal(cube["reflectance"].values, clean["reflectance"].values)
+    np.testing.assert_array_equal(cube["clear_count"].values, clean["clear_count"].values)
+
+
+def test_too_few_readable_scenes_fail_with_the_count_and_the_threshold(area):
+    config, items, tile = area
+    settings = dict(step_settings(config, "demo", "sits"), min_scenes=len(items))
+    _href(items[2], "SCL").unlink()
+    with pytest.raises(DataError, match=rf"{len(items) - 1} readable scenes of {len(items)} \(1 skipped.*"
+                                        rf"fewer than sits.min_scenes = {len(items)}"):
+        build_tile_cube(items=items, tile=tile, settings=settings)
+
+
+def test_all_cloud_tile_is_written_and_flagged(area, tmp_path):
+    config, items, tile = area
+    for item in items:
+        path = _href(item, "SCL")
+        with rasterio.open(path) as src:
+            profile, data = src.profile, src.read()
+        path.unlink()
+        with rasterio.open(path, "w", **dict(profile, driver="GTiff")) as dst:
+            dst.write(np.full_like(data, 9))  # cloud, high probability
+    cube = build_tile_cube(items=items, tile=tile, settings=step_settings(config, "demo", "sits"))
+    assert cube.attrs["no_clear_observation"] == 1
+    assert cube["never_observed"].values.all()
+    assert (cube["reflectance"].values == -9999).all()
+    assert int(cube["clear_count"].sum()) == 0
+
+
+def test_items_of_other_tiles_are_not_read(area):
+    config, items, tile = area
+    far = items[0].clone()
+    far.id = "far-away"
+    far.bbox = [10.0, 50.0, 10.1, 50.1]
+    for asset in far.assets.values():
+        asset.href = "/nonexistent/far.tif"
+    cube = build_tile_cube(items=[*items, far], tile=tile, settings=step_settings(config, "demo", "sits"))
+    assert cube.attrs["scenes_found"] == len(items)
+    assert cube.attrs["scenes_skipped"] == 0
+
