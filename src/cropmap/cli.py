@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 
+from cropmap.credentials import RedactingFilter, redact
 from cropmap.errors import CropmapError
 
 log = logging.getLogger("cropmap")
@@ -360,11 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     start = time.time()
     try:
         args.func(args)
     except CropmapError as err:
-        print(f"cropmap {args.command}: error: {err}", file=sys.stderr)
+        print(f"cropmap {args.command}: error: {redact(str(err))}", file=sys.stderr)
         return 1
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):

@@ -79,11 +79,30 @@ def _known_products() -> list[str]:
     return sorted(PRODUCTS)
 
 
+STAC_PRESETS = {
+    "earth-search": {"api": "https://earth-search.aws.element84.com/v1", "collection": "sentinel-2-l2a"},
+    "earth-search-c1": {"api": "https://earth-search.aws.element84.com/v1", "collection": "sentinel-2-c1-l2a"},
+    "planetary-computer": {"api": "https://planetarycomputer.microsoft.com/api/stac/v1",
+                           "collection": "sentinel-2-l2a", "sign": "planetary-computer"},
+}
+
+
+def _apply_stac_presets(config: dict[str, Any]) -> None:
+    """Fill `stac.api`, `collection` and `sign` from `stac.preset`; values given in config win."""
+    areas = config.get("areas")
+    for area in areas.values() if isinstance(areas, dict) else []:
+        stac = area.get("stac") if isinstance(area, dict) else None
+        if isinstance(stac, dict) and stac.get("preset") in STAC_PRESETS and "catalog" not in stac:
+            for key, value in STAC_PRESETS[stac["preset"]].items():
+                stac.setdefault(key, value)
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate `config` in place against the schema, fill defaults, check semantics.
 
     Raises `ConfigError` with one line naming the offending key.
     """
+    _apply_stac_presets(config)
     validator = _DefaultFillingValidator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
     if errors:
@@ -214,7 +233,7 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
     if step == "search":
         return {"grid": grid, "season": a["season"], "stac": a["stac"]}
     if step == "sits":
-        return {"grid": grid, "season": a["season"], **config["sits"]}
+        return {"grid": grid, "season": a["season"], "sign": a["stac"]["sign"], **config["sits"]}
     if step == "glc":
         return {"grid": grid, "products": a["glc"]}
     if step == "consensus":

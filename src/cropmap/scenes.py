@@ -21,9 +21,11 @@ import pystac
 import rasterio
 from pyproj import CRS
 
+from cropmap.credentials import redact
+
 log = logging.getLogger(__name__)
 
-__all__ = ["SkippedScene", "with_retries", "expected_crs", "asset_problem", "readable_scenes"]
+__all__ = ["SkippedScene", "asset_problem", "expected_crs", "first_line", "readable_scenes", "with_retries"]
 
 T = TypeVar("T")
 
@@ -50,7 +52,7 @@ def with_retries(read: Callable[[], T], *, retries: int, backoff_s: float, what:
             if attempt == retries:
                 raise
             delay = backoff_s * 2**attempt * (1 + 0.5 * random.random())
-            log.info("%s failed (%s); retry %d of %d in %.1f s", what, _first_line(err), attempt + 1, retries, delay)
+            log.info("%s failed (%s); retry %d of %d in %.1f s", what, first_line(err), attempt + 1, retries, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -78,7 +80,7 @@ def asset_problem(item: pystac.Item, asset_key: str, *, retries: int, backoff_s:
     try:
         crs = with_retries(open_crs, retries=retries, backoff_s=backoff_s, what=f"{item.id}/{asset_key}")
     except (OSError, rasterio.errors.RasterioError) as err:
-        return f"cannot be read after {retries} retries: {_first_line(err)}"
+        return f"cannot be read after {retries} retries: {first_line(err)}"
     stated = expected_crs(item, asset_key)
     if stated is not None and (crs is None or CRS.from_user_input(crs) != stated):
         return f"file CRS {crs.to_string() if crs else 'none'} disagrees with its STAC metadata {stated.to_string()}"
@@ -104,5 +106,6 @@ def readable_scenes(
     return [item for item in items if item.id not in skipped], list(skipped.values())
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+def first_line(err: BaseException) -> str:
+    """The error's first line, without URL tokens or credentials (it goes to logs and the QA)."""
+    return redact((str(err).strip().splitlines() or [type(err).__name__])[0])

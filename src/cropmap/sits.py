@@ -22,10 +22,11 @@ from rasterio.errors import RasterioError
 from scipy import ndimage
 from tqdm import tqdm
 
+from cropmap.credentials import sign_items
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 from cropmap.io import atomic_path
-from cropmap.scenes import SkippedScene, readable_scenes, with_retries
+from cropmap.scenes import SkippedScene, first_line, readable_scenes, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,8 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     # retries of such a request with the cached failure
     os.environ["GDAL_HTTP_MAX_RETRY"] = str(retry["retries"])
     os.environ["GDAL_HTTP_RETRY_DELAY"] = str(retry["backoff_s"])
-    items = _items_on_tile(items, tile, halo)
+    # signed in memory only: saved items keep unsigned URLs (see cropmap.credentials)
+    items = sign_items(_items_on_tile(items, tile, halo), method=settings.get("sign", "none"))
     if not items:
         raise DataError(f"tile {tile.id}: no scene covers it")
     # the providers' asset keys for the configured bands ("B04" may be "red")
@@ -242,14 +244,14 @@ def _read_period(data: xr.Dataset, sel: np.ndarray, days: list[dt.date],
         chunk = with_retries(lambda: data.isel(time=sel).compute(), what=f"period of {days[sel[0]]}", **retry)
         return chunk, list(sel), []
     except (OSError, RasterioError) as err:
-        log.warning("reading the period of %s failed (%s); reading its days one by one", days[sel[0]], err)
+        log.warning("reading the period of %s failed (%s); reading its days one by one", days[sel[0]], first_line(err))
     good, failed = [], []
     for t in sel:
         try:
             with_retries(lambda t=t: data.isel(time=[t]).compute(), what=f"scenes of {days[t]}", **retry)
             good.append(t)
         except (OSError, RasterioError) as err:
-            reason = f"cannot be read after {retry['retries']} retries: {str(err).strip().splitlines()[0]}"
+            reason = f"cannot be read after {retry['retries']} retries: {first_line(err)}"
             for item in day_items.get(days[t], []):
                 log.warning("scene %s skipped: %s", item.id, reason)
                 failed.append(SkippedScene(item.id, "*", reason))
