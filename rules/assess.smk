@@ -1,8 +1,7 @@
 rule assess:
     input:
         map="results/{area}/cropland.tif",
-        consensus=area_files("consensus/{tile}.tif"),
-        products=all_product_tiles,
+        labels=block_files("labels/{block}.tif"),
         reference=reference_source,
     output:
         metrics="results/{area}/assessment/metrics.json",
@@ -27,12 +26,11 @@ rule assess:
         ),
     params:
         settings=step_settings("assess"),
-        products=product_mosaic_args,
     log:
         "results/{area}/logs/assess.log",
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap assess --settings {params.settings:q} --map {input.map} --consensus {input.consensus} "
-        "{params.products} --out {output.metrics} --table {output.table} --csv {output.csv} "
+        "cropmap assess --settings {params.settings:q} --map {input.map} --labels {input.labels} "
+        "--out {output.metrics} --table {output.table} --csv {output.csv} "
         "--per-tile {output.per_tile} --confusion-png {output.confusion} > {log} 2>&1"

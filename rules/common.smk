@@ -4,7 +4,7 @@ import sys
 
 from cropmap.config import settings_json, validate_config
 from cropmap.errors import ConfigError
-from cropmap.grid import tiles_for_area
+from cropmap.grid import blocks_for_area
 
 try:
     validate_config(config)
@@ -15,14 +15,20 @@ except ConfigError as err:
 wildcard_constraints:
     area=r"[A-Za-z0-9_-]+",
     tile=r"x-?\d+y-?\d+",
-    product=r"[A-Za-z0-9_-]+",
+    block=r"bx-?\d+y-?\d+",
+
+
+@functools.cache
+def block_tiles(area):
+    """{block id: its tile ids} of the area, computed once per run (input functions ask for every job)."""
+    grid = {k: config["areas"][area][k] for k in ("aoi", "crs", "resolution", "tile_size")}
+    blocks = blocks_for_area(grid, config["areas"][area]["block_tiles"])
+    return {block: [tile.id for tile in blocks[block].tiles] for block in blocks}
 
 
 @functools.cache
 def tile_ids(area):
-    """The area's tile ids, computed once per run (input functions ask for them for every job)."""
-    grid = {k: config["areas"][area][k] for k in ("aoi", "crs", "resolution", "tile_size")}
-    return [tile.id for tile in tiles_for_area(grid)]
+    return [tile for tiles in block_tiles(area).values() for tile in tiles]
 
 
 def step_settings(step):
@@ -56,11 +62,10 @@ def stac_catalog(wildcards):
     return local_path(stac["catalog"]) if "catalog" in stac else []
 
 
-def product_source(wildcards):
-    """A product's file as input; a glob, URL or STAC source is read by the step itself."""
-    product = config["areas"][wildcards.area]["glc"][wildcards.product]
-    path = product.get("path", "")
-    return [] if not path or any(ch in path for ch in "*?[") else local_path(path)
+def area_product_sources(wildcards):
+    """The area's product files as inputs; a glob, URL or STAC source is read by the step itself."""
+    paths = [product.get("path", "") for product in config["areas"][wildcards.area]["glc"].values()]
+    return [p for path in paths if path and not any(ch in path for ch in "*?[") for p in local_path(path)]
 
 
 def area_files(pattern):
@@ -70,30 +75,15 @@ def area_files(pattern):
     ]
 
 
-def tile_products(wildcards):
-    return [
-        f"results/{wildcards.area}/glc/{product}/{wildcards.tile}.tif"
-        for product in config["areas"][wildcards.area]["glc"]
+def block_files(pattern):
+    """All blocks' files of an area, e.g. block_files("labels/{block}.tif")."""
+    return lambda wildcards: [
+        f"results/{wildcards.area}/{pattern.format(block=block)}" for block in block_tiles(wildcards.area)
     ]
 
 
-def product_tiles(area):
-    """{product: its recoded files, one per tile} of an area."""
-    return {
-        product: [f"results/{area}/glc/{product}/{tile}.tif" for tile in tile_ids(area)]
-        for product in config["areas"][area]["glc"]
-    }
-
-
-def product_mosaic_args(wildcards):
-    """--product NAME FILE... for each product of the area."""
-    return " ".join(
-        f"--product {product} {' '.join(files)}" for product, files in product_tiles(wildcards.area).items()
-    )
-
-
-def all_product_tiles(wildcards):
-    return [f for files in product_tiles(wildcards.area).values() for f in files]
+def block_cubes(wildcards):
+    return [f"results/{wildcards.area}/sits/{tile}.nc" for tile in block_tiles(wildcards.area)[wildcards.block]]
 
 
 def reference_source(wildcards):

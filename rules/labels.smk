@@ -1,44 +1,21 @@
-rule glc:
+rule labels:
     input:
-        product_source,
+        area_product_sources,
     output:
-        "results/{area}/glc/{product}/{tile}.tif",
-    group:
-        "tile_labels"
+        "results/{area}/labels/{block}.tif",
     params:
-        settings=step_settings("glc"),
+        settings=step_settings("labels"),
     log:
-        "results/{area}/logs/glc/{product}/{tile}.log",
+        "results/{area}/logs/labels/{block}.log",
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap glc --settings {params.settings:q} --product {wildcards.product} "
-        "--tile {wildcards.tile} --out {output} > {log} 2>&1"
-
-
-rule consensus:
-    input:
-        tile_products,
-    output:
-        "results/{area}/consensus/{tile}.tif",
-    group:
-        "tile_labels"
-    params:
-        settings=step_settings("consensus"),
-        names=lambda wildcards: list(config["areas"][wildcards.area]["glc"]),
-    log:
-        "results/{area}/logs/consensus/{tile}.log",
-    conda:
-        "../envs/geo.yaml"
-    shell:
-        "cropmap consensus --settings {params.settings:q} --products {input} --names {params.names} "
-        "--out {output} > {log} 2>&1"
+        "cropmap labels --settings {params.settings:q} --block {wildcards.block} --out {output} > {log} 2>&1"
 
 
 rule label_quality:
     input:
-        consensus=area_files("consensus/{tile}.tif"),
-        products=all_product_tiles,
+        labels=block_files("labels/{block}.tif"),
         reference=reference_source,
     output:
         summary="results/{area}/labels/quality.json",
@@ -50,11 +27,10 @@ rule label_quality:
         ),
     params:
         settings=step_settings("label_quality"),
-        products=product_mosaic_args,
     log:
         "results/{area}/logs/label_quality.log",
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap label-quality --settings {params.settings:q} --consensus {input.consensus} "
-        "{params.products} --out {output.summary} --plot {output.plot} > {log} 2>&1"
+        "cropmap label-quality --settings {params.settings:q} --labels {input.labels} "
+        "--out {output.summary} --plot {output.plot} > {log} 2>&1"

@@ -14,7 +14,7 @@ rule pretrain:
         settings=step_settings("pretrain"),
     threads: 2
     resources:
-        mem_mb=lambda wildcards, attempt: 6000 * attempt,
+        mem_mb=6000,
         gpu=config["train"]["gpus"],
     log:
         "results/{area}/logs/pretrain.log",
@@ -30,7 +30,7 @@ rule pretrain:
 rule train:
     input:
         cubes=area_files("sits/{tile}.nc"),
-        labels=area_files("consensus/{tile}.tif"),
+        labels=block_files("labels/{block}.tif"),
         pretrained="results/{area}/model/pretrained.pt",
     output:
         model="results/{area}/model/model.pt",
@@ -45,7 +45,7 @@ rule train:
         settings=step_settings("train"),
     threads: 2
     resources:
-        mem_mb=lambda wildcards, attempt: 6000 * attempt,
+        mem_mb=6000,
         gpu=config["train"]["gpus"],
     log:
         "results/{area}/logs/train.log",

@@ -1,33 +1,33 @@
 rule predict:
     input:
-        cube="results/{area}/sits/{tile}.nc",
+        cubes=block_cubes,
         model="results/{area}/model/model.pt",
     output:
-        "results/{area}/predict/{tile}.tif",
+        "results/{area}/predict/{block}.tif",
     params:
         settings=step_settings("predict"),
     threads: 2
     resources:
-        mem_mb=lambda wildcards, attempt: 3000 * attempt,
+        mem_mb=3000,
     log:
-        "results/{area}/logs/predict/{tile}.log",
+        "results/{area}/logs/predict/{block}.log",
     benchmark:
-        "results/{area}/benchmarks/predict/{tile}.tsv"
+        "results/{area}/benchmarks/predict/{block}.tsv"
     conda:
         "../envs/torch.yaml"
     shell:
-        "cropmap predict --settings {params.settings:q} --cube {input.cube} --model {input.model} "
-        "--tile {wildcards.tile} --out {output} > {log} 2>&1"
+        "cropmap predict --settings {params.settings:q} --cubes {input.cubes} --model {input.model} "
+        "--block {wildcards.block} --out {output} > {log} 2>&1"
 
 
 rule mosaic:
     input:
-        area_files("predict/{tile}.tif"),
+        block_files("predict/{block}.tif"),
     output:
         map="results/{area}/cropland.tif",
         probability="results/{area}/cropland_probability.tif",
     params:
-        settings=step_settings("predict"),
+        settings=step_settings("mosaic"),
     log:
         "results/{area}/logs/mosaic.log",
     conda:

@@ -7,7 +7,7 @@ rule sits:
         settings=step_settings("sits"),
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 3000 * attempt,
+        mem_mb=3000,
     log:
         "results/{area}/logs/sits/{tile}.log",
     benchmark:

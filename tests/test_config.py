@@ -76,7 +76,7 @@ def test_step_settings_are_scoped():
     """Each step sees only what it depends on, so params-based reruns are precise."""
     config = load_config(REPO / "config.yaml")
     before = {step: settings_json(config, "demo", step) for step in
-              ("demo", "search", "sits", "glc", "consensus", "label_quality", "pretrain", "train", "predict", "assess")}
+              ("demo", "search", "sits", "labels", "label_quality", "pretrain", "train", "predict", "mosaic", "assess")}
     config["sits"]["interval_days"] = 5
     config["assess"]["table_decimals"] = 4
     after = {step: settings_json(config, "demo", step) for step in before}

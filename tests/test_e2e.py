@@ -83,7 +83,7 @@ def test_every_output_is_written(workflow):
                  "labels/quality.json", "labels/quality.png"):
         assert (results / name).stat().st_size > 0, name
     assert len(list((results / "sits").glob("*.nc"))) == 2
-    assert len(list((results / "consensus").glob("*.tif"))) == 2
+    assert len(list((results / "labels").glob("bx*.tif"))) == 1  # both tiles are in one block
 
 
 def test_map_is_a_cog_with_crs_overviews_and_nodata(workflow):
@@ -136,7 +136,7 @@ def test_assessment_setting_reruns_only_assess(workflow):
 
 def test_composite_interval_reruns_sits_and_downstream_not_search(workflow):
     jobs = dry_run_with(workflow, "sits", "interval_days", 15)
-    assert "search" not in jobs and "demo" not in jobs and "glc" not in jobs
+    assert "search" not in jobs and "demo" not in jobs and "labels" not in jobs
     assert jobs["sits"] == 2
     for rule in ("pretrain", "train", "predict", "mosaic", "assess"):
         assert rule in jobs
@@ -240,17 +240,17 @@ def test_killed_jobs_and_only_they_are_redone(workflow):
     config["sits"]["cloud_dilation_px"] = 1
     (workflow / "dilation1.yaml").write_text(yaml.safe_dump(config))
     use = ("--configfile", "dilation1.yaml")
-    untouched = {p: p.stat().st_mtime for p in [results / "stac/items.json", *(results / "consensus").glob("*.tif")]}
+    untouched = {p: p.stat().st_mtime for p in [results / "stac/items.json", *(results / "labels").glob("bx*.tif")]}
 
     _kill_during(workflow, "sits", *use, nth=2)
     plan = planned(workflow, *use)
     assert plan.get("sits") == 1, plan  # the first tile's cube is done and kept
-    assert not {"demo", "search", "glc", "consensus"} & set(plan), plan
+    assert not {"demo", "search", "labels"} & set(plan), plan
 
     _kill_during(workflow, "train", *use, "--rerun-incomplete")
     plan = planned(workflow, *use)
     assert plan.get("train") == 1, plan
-    assert not {"demo", "search", "sits", "glc", "consensus", "pretrain"} & set(plan), plan
+    assert not {"demo", "search", "sits", "labels", "pretrain"} & set(plan), plan
     assert {"predict", "mosaic", "assess"} <= set(plan), plan
 
     run = snakemake(workflow, *use, "--rerun-incomplete")

@@ -153,22 +153,30 @@ def test_real_cdl_grid_straddling_the_product_edge():
     assert abs(np.mean(out[both] == 1) - np.mean(ref[both] >= 0.5)) < 0.01
 
 
-def test_product_defined_in_config_runs_through_the_glc_step(tmp_path, raster_writer):
-    """A product unknown to the registry, its legend given in config, through `cropmap glc`."""
+def test_product_defined_in_config_runs_through_the_labels_step(tmp_path, raster_writer):
+    """A product unknown to the registry, its legend given in config, through `cropmap labels`."""
     import json
 
     from cropmap.cli import main
+    from cropmap.config import validate_config
+    from cropmap.grid import block_id
 
     tile = _utm_tile(size=32)
     values = np.array([[7, 8, 3, 0]] * 32 * 8, np.uint8).reshape(32, 32)
     path = raster_writer("mine.tif", values, transform=tile.transform, crs=tile.crs, nodata=0)
     grid = {"aoi": {"bbox": bbox_inside(tile)}, "crs": tile.crs, "resolution": 10, "tile_size": 32}
-    settings = {"grid": grid, "products": {"mine": {"path": str(path), "crop_classes": [7, 8], "nodata": 0}}}
+    consensus = validate_config({"areas": {"a": {"aoi": grid["aoi"], "glc": {"m": {"type": "esa-worldcover", "path": "m"}},
+                                           "season": {"start": "2023-03-01", "end": "2023-10-31"},
+                                           "stac": {"catalog": "c.json"}}}})["consensus"]
+    settings = {"grid": grid, "block_tiles": 4, "consensus": dict(consensus, min_voters=1),
+                "products": {"mine": {"path": str(path), "crop_classes": [7, 8], "nodata": 0}}}
     out = tmp_path / "out.tif"
-    assert main(["glc", "--settings", json.dumps(settings), "--product", "mine", "--tile", tile.id,
-                 "--out", str(out)]) == 0
+    assert main(["labels", "--settings", json.dumps(settings), "--block", block_id(tile, 4), "--out", str(out)]) == 0
     with rasterio.open(out) as src:
-        recoded = src.read(1)
+        assert src.descriptions[3] == "product:mine" and src.transform == tile.transform
+        recoded = src.read(4)
+        consensus_label = src.read(1)
+    np.testing.assert_array_equal(consensus_label[values == 7][:4], [1, 1, 1, 1])  # one voter suffices
     np.testing.assert_array_equal(np.unique(recoded[values == 7]), [1])
     np.testing.assert_array_equal(np.unique(recoded[values == 3]), [0])
     np.testing.assert_array_equal(np.unique(recoded[values == 0]), [255])

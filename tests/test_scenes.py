@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 import multiprocessing
+import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -205,3 +206,29 @@ def test_items_of_other_tiles_are_not_read(area):
     assert cube.attrs["scenes_found"] == len(items)
     assert cube.attrs["scenes_skipped"] == 0
 
+
+
+def test_a_distributed_dask_scheduler_builds_the_same_cube(area):
+    distributed = pytest.importorskip("distributed")
+    from cropmap.sits import dask_client
+
+    config, items, tile = area
+    settings = step_settings(config, "demo", "sits")
+    local = build_tile_cube(items=items, tile=tile, settings=settings)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+        with dask_client(cluster.scheduler_address) as client:
+            remote = build_tile_cube(items=items, tile=tile, settings=settings)
+            assert client.run(lambda: os.environ["GDAL_HTTP_MAX_RETRY"])  # the workers got the read settings
+            # the loads ran on the cluster
+            assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes)) > 0
+    np.testing.assert_array_equal(remote["reflectance"].values, local["reflectance"].values)
+    np.testing.assert_array_equal(remote["clear_count"].values, local["clear_count"].values)
+
+
+def test_an_unreachable_scheduler_is_one_clear_error():
+    pytest.importorskip("distributed")
+    from cropmap.sits import dask_client
+
+    with pytest.raises(DataError, match="cannot reach the dask scheduler tcp://127.0.0.1:9"):
+        with dask_client("tcp://127.0.0.1:9"):
+            pass

@@ -89,7 +89,7 @@ def test_tiny_demo_on_slurm_with_gpu_requests(slurm_cluster, tmp_path):
     for line in jobs:
         rule = re.search(r"Comment=rule_(\w+?)(?:_wildcards\S*)?(?:\s|$)", line).group(1)
         rules.setdefault(rule, []).append("gpu:1" in line or "gpu=1" in line)
-    assert {"demo", "sits", "pretrain", "train", "predict", "tile_labels_consensus_glc"} <= set(rules), rules
+    assert {"demo", "tile_cubes_sits", "labels", "pretrain", "train", "predict"} <= set(rules), rules
     for rule, asks_gpu in rules.items():
         expected = rule in ("pretrain", "train")
         assert all(a == expected for a in asks_gpu), f"{rule}: GPU requested {asks_gpu}, expected {expected}"

@@ -45,69 +45,43 @@ def cmd_sits(args) -> None:
     import pystac
 
     from cropmap.grid import tile_by_id
-    from cropmap.sits import build_tile_cube, write_cube
+    from cropmap.sits import build_tile_cube, dask_client, write_cube
 
     settings = _settings(args.settings)
     tile = tile_by_id(settings["grid"], args.tile)
     items = list(pystac.ItemCollection.from_file(args.items))
-    cube = build_tile_cube(items=items, tile=tile, settings=settings)
+    with dask_client(settings.get("dask_scheduler", "")):
+        cube = build_tile_cube(items=items, tile=tile, settings=settings)
     write_cube(cube, args.out)
     print(f"tile {tile.id}: {cube.sizes['time']} composites from {cube.attrs['scenes_loaded']} scenes "
           f"({cube.attrs['scenes_skipped']} skipped), {int(cube['never_observed'].sum())} pixels never observed"
           f"{' (NO CLEAR OBSERVATION: the tile is flagged)' if cube.attrs['no_clear_observation'] else ''} -> {args.out}")
 
 
-def cmd_glc(args) -> None:
+def cmd_labels(args) -> None:
     import numpy as np
 
-    from cropmap.glc import legend_for, product_on_tile, product_sources
-    from cropmap.grid import tile_by_id
-    from cropmap.io import write_geotiff
+    from cropmap.grid import blocks_for_area
+    from cropmap.labels import block_labels, write_block_labels
 
     settings = _settings(args.settings)
-    tile = tile_by_id(settings["grid"], args.tile)
-    product = settings["products"][args.product]
-    recoded = product_on_tile(product_sources(product, tile), legend_for(product), tile,
-                              crop_fraction_threshold=product.get("crop_fraction_threshold", 0.5))
-    write_geotiff(args.out, recoded, transform=tile.transform, crs=tile.crs, nodata=255,
-                  descriptions=[f"{args.product}: 1 crop, 0 non-crop"])
-    valid = recoded != 255
-    print(f"{args.product} on {tile.id}: {valid.mean():.1%} covered, crop share {np.mean(recoded[valid] == 1) if valid.any() else 0:.1%}")
-
-
-def cmd_consensus(args) -> None:
-    import numpy as np
-    import rasterio
-
-    from cropmap.consensus import clean_labels, consensus_labels
-    from cropmap.io import write_geotiff
-
-    settings = _settings(args.settings)
-    if len(args.names) != len(args.products):
-        raise CropmapError("consensus: give one --names entry per --products file")
-    stack = []
-    for path in args.products:
-        with rasterio.open(path) as src:
-            stack.append(src.read(1))
-            transform, crs = src.transform, src.crs
-    weights = [settings["weights"].get(name, 1.0) for name in args.names]
-    labels, voters, agreeing = consensus_labels(
-        np.stack(stack), min_voters=settings["min_voters"], rule=settings["rule"],
-        min_agreement=settings["min_agreement"], weights=weights, weighted_threshold=settings["weighted_threshold"])
-    labels = clean_labels(labels, erode_px=settings["erode_px"], min_patch_px=settings["min_patch_px"])
-    write_geotiff(args.out, np.stack([labels, voters, agreeing]), transform=transform, crs=crs, nodata=255,
-                  descriptions=["consensus label (1 crop, 0 non-crop, 255 unlabelled)", "voters", "agreeing"])
-    labelled = labels != 255
-    print(f"labelled {labelled.mean():.1%} of the tile, crop share of labels "
-          f"{np.mean(labels[labelled] == 1) if labelled.any() else 0:.1%}")
+    blocks = blocks_for_area(settings["grid"], settings["block_tiles"])
+    if args.block not in blocks:
+        raise CropmapError(f"labels: block {args.block!r} is not in the area")
+    block = blocks[args.block]
+    labels = block_labels(block=block, products=settings["products"], consensus=settings["consensus"])
+    write_block_labels(args.out, labels, block=block, product_names=list(settings["products"]))
+    inside = labels[1] != 255
+    labelled = labels[0] != 255
+    print(f"block {args.block}: {len(block.tiles)} tiles, labelled {labelled.sum() / max(inside.sum(), 1):.1%}, "
+          f"crop share of labels {np.mean(labels[0][labelled] == 1) if labelled.any() else 0:.1%} -> {args.out}")
 
 
 def cmd_label_quality(args) -> None:
     from cropmap.label_quality import label_quality
 
     settings = _settings(args.settings)
-    summary = label_quality(settings=settings, consensus=args.consensus, products={name: paths for name, *paths in args.product or []},
-                            out_json=args.out, out_png=args.plot)
+    summary = label_quality(settings=settings, label_paths=args.labels, out_json=args.out, out_png=args.plot)
     print(f"labelled {summary['labelled_fraction']:.1%} of the area; label accuracy "
           f"{summary.get('accuracy', {}).get('consensus', float('nan')):.3f}")
 
@@ -127,8 +101,6 @@ def cmd_train(args) -> None:
     from cropmap.training import load_checkpoint, train
 
     settings = _settings(args.settings)
-    if len(args.cubes) != len(args.labels):
-        raise CropmapError("train: give one --labels file per --cubes file")
     pretrained = load_checkpoint(args.pretrained) if args.pretrained and settings["use_pretrained"] else None
     result = train(tiles=load_tiles(args.cubes, args.labels), settings=settings, pretrained=pretrained,
                    out_path=args.out, metrics_csv=args.metrics_csv, curves_png=args.curves_png)
@@ -136,15 +108,17 @@ def cmd_train(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from cropmap.grid import tile_by_id
-    from cropmap.predict import predict_tile
+    from cropmap.grid import blocks_for_area
+    from cropmap.predict import predict_block
     from cropmap.training import load_checkpoint
 
     settings = _settings(args.settings)
-    tile = tile_by_id(settings["grid"], args.tile)
-    predict_tile(cube_path=args.cube, checkpoint=load_checkpoint(args.model), tile=tile, settings=settings,
-                 out_path=args.out)
-    print(f"predicted {tile.id} -> {args.out}")
+    blocks = blocks_for_area(settings["grid"], settings["block_tiles"])
+    if args.block not in blocks:
+        raise CropmapError(f"predict: block {args.block!r} is not in the area")
+    predict_block(cube_paths=args.cubes, checkpoint=load_checkpoint(args.model), block=blocks[args.block],
+                  settings=settings, out_path=args.out)
+    print(f"predicted block {args.block} ({len(args.cubes)} tiles) -> {args.out}")
 
 
 def cmd_mosaic(args) -> None:
@@ -157,13 +131,14 @@ def cmd_mosaic(args) -> None:
     mosaic(args.tiles, grid, band=1, out_path=args.map, resampling="nearest", tags=tags)
     mosaic(args.tiles, grid, band=2, out_path=args.probability, resampling="average",
            tags={"units": "percent", "producer": "cropmap"})
-    print(f"mosaic of {len(args.tiles)} tiles, {grid.shape[1]} x {grid.shape[0]} px -> {args.map}")
+    print(f"mosaic of {len(args.tiles)} blocks, {grid.shape[1]} x {grid.shape[0]} px -> {args.map}")
 
 
 def cmd_assess(args) -> None:
     from cropmap.assessment import assess_sources, metrics_table, per_tile_metrics, reference_from_settings
     from cropmap.grid import AreaGrid, tiles_for_area
     from cropmap.io import atomic_path, read_mosaic, write_json
+    from cropmap.labels import product_band
     from cropmap.report import confusion_plot
 
     settings = _settings(args.settings)
@@ -172,9 +147,9 @@ def cmd_assess(args) -> None:
     if not ref:
         raise CropmapError("assess: the area has no reference data (areas.<area>.reference)")
     reference = reference_from_settings(ref, grid)
-    sources = {"map": read_mosaic([args.map], grid=grid), "consensus": read_mosaic(args.consensus, grid=grid)}
-    for name, *paths in args.product or []:
-        sources[name] = read_mosaic(paths, grid=grid)
+    sources = {"map": read_mosaic([args.map], grid=grid), "consensus": read_mosaic(args.labels, grid=grid)}
+    for name in settings["products"]:
+        sources[name] = read_mosaic(args.labels, grid=grid, band=product_band(args.labels[0], name))
     metrics = assess_sources(reference, sources)
     write_json(args.out, {"reference": ref["path"], "positive_class": settings["positive_label"], "sources": metrics})
     table = metrics_table(metrics, decimals=settings["table_decimals"])
@@ -284,17 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", required=True)
     p.add_argument("--tile", required=True)
     p.add_argument("--out", required=True)
-    p = add("glc", cmd_glc, "one land-cover product recoded to crop / non-crop on one tile")
-    p.add_argument("--product", required=True)
-    p.add_argument("--tile", required=True)
-    p.add_argument("--out", required=True)
-    p = add("consensus", cmd_consensus, "consensus labels of one tile")
-    p.add_argument("--products", nargs="+", required=True, help="recoded product rasters of the tile")
-    p.add_argument("--names", nargs="+", required=True, help="the products' names, in the same order")
+    p = add("labels", cmd_labels, "every product recoded, and their consensus, on one block of tiles")
+    p.add_argument("--block", required=True)
     p.add_argument("--out", required=True)
     p = add("label-quality", cmd_label_quality, "label-quality summary of an area (JSON and plot)")
-    p.add_argument("--consensus", nargs="+", required=True)
-    p.add_argument("--product", nargs="+", action="append", metavar=("NAME", "PATH"))
+    p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
     p.add_argument("--out", required=True)
     p.add_argument("--plot", required=True)
     p = add("pretrain", cmd_pretrain, "self-supervised masked pretraining")
@@ -309,19 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--metrics-csv", required=True)
     p.add_argument("--curves-png", required=True)
-    p = add("predict", cmd_predict, "predict one tile")
-    p.add_argument("--cube", required=True)
+    p = add("predict", cmd_predict, "predict the tiles of one block")
+    p.add_argument("--cubes", nargs="+", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--tile", required=True)
+    p.add_argument("--block", required=True)
     p.add_argument("--out", required=True)
-    p = add("mosaic", cmd_mosaic, "mosaic tile predictions into COGs")
-    p.add_argument("--tiles", nargs="+", required=True)
+    p = add("mosaic", cmd_mosaic, "mosaic block predictions into COGs")
+    p.add_argument("--tiles", nargs="+", required=True, help="the blocks' predictions")
     p.add_argument("--map", required=True)
     p.add_argument("--probability", required=True)
     p = add("assess", cmd_assess, "accuracy of the map, the consensus and each product")
     p.add_argument("--map", required=True)
-    p.add_argument("--consensus", nargs="+", required=True)
-    p.add_argument("--product", nargs="+", action="append", metavar=("NAME", "PATH"))
+    p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
     p.add_argument("--out", required=True)
     p.add_argument("--table", required=True)
     p.add_argument("--csv", required=True)

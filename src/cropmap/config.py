@@ -234,21 +234,21 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
         return {"grid": grid, "season": a["season"], "stac": a["stac"]}
     if step == "sits":
         return {"grid": grid, "season": a["season"], "sign": a["stac"]["sign"], **config["sits"]}
-    if step == "glc":
-        return {"grid": grid, "products": a["glc"]}
-    if step == "consensus":
-        return config["consensus"]
+    if step == "labels":
+        return {"grid": grid, "block_tiles": a["block_tiles"], "products": a["glc"], "consensus": config["consensus"]}
     if step == "pretrain":
         return {"model": config["model"], **config["pretrain"]}
     if step == "train":
         return {"model": config["model"], **config["train"]}
-    if step in ("predict", "mosaic"):
+    if step == "predict":
+        return {"grid": grid, "block_tiles": a["block_tiles"], **config["predict"]}
+    if step == "mosaic":
         return {"grid": grid, **config["predict"]}
     if step == "label_quality":
-        return {"grid": grid, "reference": a.get("reference")}
+        return {"grid": grid, "reference": a.get("reference"), "products": list(a["glc"])}
     if step == "assess":
         assess = {k: v for k, v in config["assess"].items() if k not in ("sample", "labelled_sample")}
-        return {"grid": grid, "reference": a.get("reference"), **assess}
+        return {"grid": grid, "reference": a.get("reference"), "products": list(a["glc"]), **assess}
     if step == "sample":
         return config["assess"]["sample"]
     if step == "area":

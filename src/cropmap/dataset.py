@@ -32,10 +32,11 @@ def day_of_year(times: np.ndarray) -> np.ndarray:
 
 
 def load_tiles(cube_paths: Sequence[str], label_paths: Sequence[str] | None = None) -> list[TileArrays]:
-    import rasterio
+    """Each tile cube (without its halo) and, given the blocks' label files, its consensus labels."""
+    from cropmap.labels import read_window
 
     tiles = []
-    for k, path in enumerate(cube_paths):
+    for path in cube_paths:
         cube = open_cube(path)
         halo = int(cube.attrs.get("halo_px", 0))
         if halo:  # labels and training patches are the tile itself; the halo is for inference
@@ -43,8 +44,7 @@ def load_tiles(cube_paths: Sequence[str], label_paths: Sequence[str] | None = No
         refl = cube["reflectance"].values
         labels = None
         if label_paths is not None:
-            with rasterio.open(label_paths[k]) as src:
-                labels = src.read(1)
+            labels = read_window(label_paths, cube.rio.bounds(), name=str(cube.attrs.get("tile", path)))
         tiles.append(TileArrays(
             tile_id=str(cube.attrs.get("tile", path)), reflectance=refl, doy=day_of_year(cube["time"].values),
             bands=[str(b) for b in cube["band"].values], valid=cube["never_observed"].values == 0, labels=labels,

@@ -23,7 +23,8 @@ from shapely.geometry.base import BaseGeometry
 
 from cropmap.errors import ConfigError
 
-__all__ = ["Tile", "aoi_geometry", "output_crs", "tiles_for_area", "tile_by_id", "utm_crs_for"]
+__all__ = ["AreaGrid", "Tile", "aoi_geometry", "block_id", "blocks_for_area", "output_crs", "tile_by_id",
+           "tiles_for_area", "utm_crs_for"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,22 @@ def tiles_for_area(grid: dict[str, Any]) -> list[Tile]:
             if aoi.intersects(box(*tile.bounds)) and not aoi.touches(box(*tile.bounds)):
                 tiles.append(tile)
     return sorted(tiles, key=lambda t: t.id)
+
+
+def block_id(tile: Tile, block_tiles: int) -> str:
+    """Id of the block of `block_tiles` x `block_tiles` tiles holding `tile` (anchored like tiles)."""
+    return f"bx{tile.ix // block_tiles:04d}y{tile.iy // block_tiles:04d}"
+
+
+def blocks_for_area(grid: dict[str, Any], block_tiles: int) -> dict[str, AreaGrid]:
+    """The area's tiles grouped in blocks (the unit of the label and prediction jobs), by block id.
+
+    A block's grid covers the bounding box of its tiles that are in the area.
+    """
+    blocks: dict[str, list[Tile]] = {}
+    for tile in tiles_for_area(grid):
+        blocks.setdefault(block_id(tile, block_tiles), []).append(tile)
+    return {bid: AreaGrid(tuple(tiles)) for bid, tiles in sorted(blocks.items())}
 
 
 def tile_by_id(grid: dict[str, Any], tile_id: str) -> Tile:

@@ -12,6 +12,7 @@ from cropmap.assessment import reference_from_settings
 from cropmap.consensus import UNLABELLED, pairwise_agreement
 from cropmap.grid import AreaGrid, tiles_for_area
 from cropmap.io import atomic_path, read_mosaic, write_json
+from cropmap.labels import product_band
 
 __all__ = ["label_quality", "summarise_labels"]
 
@@ -75,12 +76,13 @@ def _plot(labels, agreeing, summary, path) -> None:
     plt.close(fig)
 
 
-def label_quality(*, settings: dict[str, Any], consensus: Sequence[str], products: Mapping[str, Sequence[str]],
-                  out_json, out_png) -> dict[str, Any]:
+def label_quality(*, settings: dict[str, Any], label_paths: Sequence[str], out_json, out_png) -> dict[str, Any]:
+    """Summary (JSON) and plot of the block label files of an area."""
     grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
-    labels = read_mosaic(consensus, grid=grid, band=1)
-    agreeing = read_mosaic(consensus, grid=grid, band=3)
-    recoded = {name: read_mosaic(paths, grid=grid) for name, paths in products.items()}
+    labels = read_mosaic(label_paths, grid=grid, band=1)
+    agreeing = read_mosaic(label_paths, grid=grid, band=3)
+    recoded = {name: read_mosaic(label_paths, grid=grid, band=product_band(label_paths[0], name))
+               for name in settings["products"]}
     reference = None
     ref = settings.get("reference")
     if ref:

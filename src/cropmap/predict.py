@@ -17,14 +17,15 @@ import torch
 from tqdm import tqdm
 
 from cropmap.dataset import normalise
-from cropmap.grid import AreaGrid, Tile
+from cropmap.errors import DataError
+from cropmap.grid import AreaGrid
 from cropmap.io import read_mosaic, write_geotiff
 from cropmap.model import ModelConfig, SpatioTemporalNet, pick_device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["window_starts", "blend_weights", "predict_probability", "load_model", "write_tile_prediction",
-           "mosaic"]
+__all__ = ["blend_weights", "classify", "load_model", "mosaic", "predict_block", "predict_probability",
+           "tile_probability", "window_starts"]
 
 NODATA = 255
 
@@ -84,14 +85,13 @@ def predict_probability(
     return (acc / wsum).astype(np.float32)
 
 
-def write_tile_prediction(path, *, probability: np.ndarray, valid: np.ndarray, tile: Tile, threshold: float) -> None:
-    """Two-band uint8 GeoTIFF: class (1 crop, 0 non-crop) and probability in percent; 255 = no data."""
+def classify(probability: np.ndarray, valid: np.ndarray, *, threshold: float) -> np.ndarray:
+    """(2, H, W) uint8: class (1 crop, 0 non-crop) and probability in percent; 255 = no data."""
     cls = np.where(probability >= threshold, 1, 0).astype(np.uint8)
     pct = np.round(probability * 100).astype(np.uint8)
     cls[~valid] = NODATA
     pct[~valid] = NODATA
-    write_geotiff(path, np.stack([cls, pct]), transform=tile.transform, crs=tile.crs, nodata=NODATA,
-                  descriptions=["cropland class", "cropland probability (%)"])
+    return np.stack([cls, pct])
 
 
 def mosaic(tile_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, resampling: str,
@@ -102,24 +102,42 @@ def mosaic(tile_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, re
                   overview_resampling=resampling, tags=tags)
 
 
-def predict_tile(*, cube_path, checkpoint: dict[str, Any], tile: Tile, settings: dict[str, Any], out_path) -> None:
+def tile_probability(*, cube_path, model: SpatioTemporalNet, checkpoint: dict[str, Any],
+                     settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Crop probability (H, W) of one tile cube, its halo cut off, and the mask of observed pixels."""
     from cropmap.dataset import day_of_year
     from cropmap.sits import open_cube
 
-    device = pick_device()
-    model = load_model(checkpoint, device)
     cube = open_cube(cube_path)
     mean, std = checkpoint["band_mean"].numpy(), checkpoint["band_std"].numpy()
     bands = [str(b) for b in cube["band"].values]
     if bands != list(checkpoint["bands"]):
-        from cropmap.errors import DataError
-
         raise DataError(f"cube {cube_path} has bands {bands}, the model was trained on {checkpoint['bands']}")
     x = normalise(cube["reflectance"].values, mean, std)
+    device = next(model.parameters()).device
     prob = predict_probability(model, x, day_of_year(cube["time"].values), window=settings["window"],
                                overlap=settings["overlap"], batch_size=settings["batch_size"], device=device)
     halo = int(cube.attrs.get("halo_px", 0))
     if halo:
         prob = prob[halo:-halo, halo:-halo]
     valid = cube["never_observed"].values[halo:prob.shape[0] + halo, halo:prob.shape[1] + halo] == 0
-    write_tile_prediction(out_path, probability=prob, valid=valid, tile=tile, threshold=settings["threshold"])
+    return prob, valid
+
+
+def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], block: AreaGrid,
+                  settings: dict[str, Any], out_path) -> None:
+    """Predict each tile cube of `block` and write the block's class and probability (percent) raster."""
+    from cropmap.sits import open_cube
+
+    model = load_model(checkpoint, pick_device())
+    tiles = {tile.id: tile for tile in block.tiles}
+    out = np.full((2, *block.shape), NODATA, np.uint8)
+    for path in cube_paths:
+        tile_id = str(open_cube(path).attrs.get("tile"))
+        if tile_id not in tiles:
+            raise DataError(f"cube {path} is of tile {tile_id}, which is not in this block")
+        prob, valid = tile_probability(cube_path=path, model=model, checkpoint=checkpoint, settings=settings)
+        r, c = block.offset(tiles[tile_id])
+        out[:, r:r + prob.shape[0], c:c + prob.shape[1]] = classify(prob, valid, threshold=settings["threshold"])
+    write_geotiff(out_path, out, transform=block.transform, crs=block.crs, nodata=NODATA,
+                  descriptions=["cropland class", "cropland probability (%)"])

@@ -7,11 +7,12 @@ is bounded by the scenes of one period, not the season.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -274,6 +275,34 @@ def _composite_chunk(chunk: xr.Dataset, step_items: list[pystac.Item], bands: li
             values[k, b] = np.where(dn[k] == 0, np.nan, dn[k] * scale + offset)
     clear &= ~np.isnan(values).any(axis=1)
     return composite(values, clear)
+
+
+def _set_environment(variables: dict[str, str]) -> None:
+    os.environ.update(variables)
+
+
+@contextlib.contextmanager
+def dask_client(address: str) -> Iterator[Any]:
+    """Run dask computations inside the block on the distributed scheduler at `address` (for
+    example one started by dask-jobqueue on SLURM); an empty address keeps dask's local threads."""
+    if not address:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise DataError("sits.dask_scheduler needs the `distributed` package: pip install -e '.[dask]'") from None
+    try:
+        client = Client(address, timeout="30s")
+    except OSError as err:
+        raise DataError(f"cannot reach the dask scheduler {address}: {err}") from None
+    log.info("dask computations run on %s (%d workers)", address, len(client.scheduler_info()["workers"]))
+    # the workers open the assets themselves: they need the same GDAL retry settings
+    client.run(_set_environment, {k: v for k, v in os.environ.items() if k.startswith(("GDAL_", "CPL_"))})
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def write_cube(cube: xr.Dataset, path) -> None:

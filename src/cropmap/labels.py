@@ -1,0 +1,80 @@
+"""Weak labels of a block of tiles: every product recoded on each tile, and their consensus.
+
+One GeoTIFF per block holds the consensus label (band 1), the number of voters (2) and of agreeing
+products (3), then each product's crop / non-crop recoding (bands 4...), named in the band
+descriptions as `product:<name>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import from_bounds
+
+from cropmap.consensus import clean_labels, consensus_labels
+from cropmap.errors import DataError
+from cropmap.glc import NODATA, legend_for, product_on_tile, product_sources
+from cropmap.grid import AreaGrid, Tile
+from cropmap.io import write_geotiff
+
+__all__ = ["LABEL_BANDS", "block_labels", "product_band", "read_window", "tile_labels", "write_block_labels"]
+
+LABEL_BANDS = ("consensus label (1 crop, 0 non-crop, 255 unlabelled)", "voters", "agreeing")
+
+
+def product_band(path: str | Path, name: str) -> int:
+    """1-based band of product `name` in a block label file."""
+    with rasterio.open(path) as src:
+        descriptions = list(src.descriptions)
+    try:
+        return descriptions.index(f"product:{name}") + 1
+    except ValueError:
+        raise DataError(f"{path} has no band for product {name!r}") from None
+
+
+def tile_labels(*, tile: Tile, products: dict[str, dict[str, Any]], consensus: dict[str, Any]) -> np.ndarray:
+    """(3 + n_products, H, W) uint8 labels of one tile (band order as in the block file)."""
+    recoded = np.stack([
+        product_on_tile(product_sources(product, tile), legend_for(product), tile,
+                        crop_fraction_threshold=product.get("crop_fraction_threshold", 0.5))
+        for product in products.values()])
+    weights = [consensus["weights"].get(name, 1.0) for name in products]
+    labels, voters, agreeing = consensus_labels(
+        recoded, min_voters=consensus["min_voters"], rule=consensus["rule"],
+        min_agreement=consensus["min_agreement"], weights=weights,
+        weighted_threshold=consensus["weighted_threshold"])
+    labels = clean_labels(labels, erode_px=consensus["erode_px"], min_patch_px=consensus["min_patch_px"])
+    return np.concatenate([np.stack([labels, voters, agreeing]).astype(np.uint8), recoded])
+
+
+def block_labels(*, block: AreaGrid, products: dict[str, dict[str, Any]], consensus: dict[str, Any]) -> np.ndarray:
+    """Labels of every tile of `block`, pasted on the block's grid (255 outside its tiles)."""
+    out = np.full((3 + len(products), *block.shape), NODATA, np.uint8)
+    for tile in block.tiles:
+        r, c = block.offset(tile)
+        out[:, r:r + tile.size, c:c + tile.size] = tile_labels(tile=tile, products=products, consensus=consensus)
+    return out
+
+
+def write_block_labels(path, labels: np.ndarray, *, block: AreaGrid, product_names: Sequence[str]) -> None:
+    write_geotiff(path, labels, transform=block.transform, crs=block.crs, nodata=NODATA,
+                  descriptions=[*LABEL_BANDS, *(f"product:{name}" for name in product_names)])
+
+
+def read_window(paths: Sequence[str | Path], bounds: tuple[float, float, float, float], *, name: str,
+                band: int = 1) -> np.ndarray:
+    """One band of the window `bounds` (left, bottom, right, top in the files' CRS) from whichever of
+    the block files `paths` covers it; `name` says whose window it is in the error."""
+    for path in paths:
+        with rasterio.open(path) as src:
+            left, bottom, right, top = src.bounds
+            eps = 1e-6 * abs(src.transform.a)
+            if (left - eps <= bounds[0] and bounds[2] <= right + eps and bottom - eps <= bounds[1]
+                    and bounds[3] <= top + eps):
+                window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+                return src.read(band, window=window)
+    raise DataError(f"no label file covers {name}")
