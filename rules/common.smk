@@ -2,7 +2,7 @@
 import functools
 import sys
 
-from cropmap.config import settings_json, validate_config
+from cropmap.config import ABLATION_VARIANTS, settings_json, validate_config
 from cropmap.errors import ConfigError
 from cropmap.grid import blocks_for_area
 
@@ -76,9 +76,11 @@ def area_files(pattern):
 
 
 def block_files(pattern):
-    """All blocks' files of an area, e.g. block_files("labels/{block}.tif")."""
+    """All blocks' files of an area, e.g. block_files("labels/{block}.tif"); other {wildcards} of the
+    pattern are the job's."""
     return lambda wildcards: [
-        f"results/{wildcards.area}/{pattern.format(block=block)}" for block in block_tiles(wildcards.area)
+        f"results/{wildcards.area}/{pattern.format(**dict(wildcards.items()), block=block)}"
+        for block in block_tiles(wildcards.area)
     ]
 
 

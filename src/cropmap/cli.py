@@ -147,7 +147,10 @@ def cmd_assess(args) -> None:
     if not ref:
         raise CropmapError("assess: the area has no reference data (areas.<area>.reference)")
     reference = reference_from_settings(ref, grid)
-    sources = {"map": read_mosaic([args.map], grid=grid), "consensus": read_mosaic(args.labels, grid=grid)}
+    sources = {"map": read_mosaic([args.map], grid=grid)}
+    for name, path in args.extra_map or []:
+        sources[name] = read_mosaic([path], grid=grid)
+    sources["consensus"] = read_mosaic(args.labels, grid=grid)
     for name in settings["products"]:
         sources[name] = read_mosaic(args.labels, grid=grid, band=product_band(args.labels[0], name))
     metrics = assess_sources(reference, sources)
@@ -163,6 +166,26 @@ def cmd_assess(args) -> None:
             f"{tile},{m['f1']:.4f},{m['oa']:.4f},{m['pixels']}\n" for tile, m in per_tile.items()))
     confusion_plot(metrics, args.confusion_png)
     print(table)
+
+
+def cmd_random_forest(args) -> None:
+    import numpy as np
+
+    from cropmap.baseline import random_forest_map
+    from cropmap.dataset import load_tiles
+    from cropmap.grid import AreaGrid, tiles_for_area
+    from cropmap.io import write_geotiff
+    from cropmap.sits import open_cube
+
+    settings = _settings(args.settings)
+    grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
+    tiles = load_tiles(args.cubes, args.labels)
+    months = [open_cube(path)["time"].values.astype("datetime64[M]").astype(int) % 12 + 1 for path in args.cubes]
+    classes = random_forest_map(tiles=tiles, months=months, grid=grid, settings=settings, threads=args.threads)
+    write_geotiff(args.out, classes, transform=grid.transform, crs=grid.crs, nodata=255, cog=True,
+                  overview_resampling="nearest", tags={"classes": "0 non-crop, 1 crop, 255 no data",
+                                                       "producer": "cropmap random-forest baseline"})
+    print(f"random forest map: crop share {np.mean(classes[classes != 255] == 1):.1%} -> {args.out}")
 
 
 def cmd_quicklook(args) -> None:
@@ -290,11 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("assess", cmd_assess, "accuracy of the map, the consensus and each product")
     p.add_argument("--map", required=True)
     p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
+    p.add_argument("--extra-map", nargs=2, action="append", metavar=("NAME", "PATH"),
+                   help="another map to assess beside the map (e.g. an ablation variant)")
     p.add_argument("--out", required=True)
     p.add_argument("--table", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("--per-tile", required=True)
     p.add_argument("--confusion-png", required=True)
+    p = add("random-forest", cmd_random_forest, "baseline map: random forest on monthly medians")
+    p.add_argument("--cubes", nargs="+", required=True)
+    p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("quicklook", help="PNG quick looks of the map and the probability")
     p.set_defaults(func=cmd_quicklook)
     for name in ("--map", "--probability", "--map-png", "--probability-png"):

@@ -223,8 +223,18 @@ def load_config(path: str) -> dict[str, Any]:
     return validate_config(config)
 
 
+# `snakemake ablation`: the full method (the main model) without its parts, as train overrides
+ABLATION_VARIANTS = {
+    "consensus_only": {"similarity_weight": 0.0, "aggregation_weight": 0.0, "use_pretrained": False},
+    "plus_similarity": {"aggregation_weight": 0.0, "use_pretrained": False},
+    "plus_aggregation": {"use_pretrained": False},
+}
+
+
 def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any]:
-    """The settings one step depends on, and nothing else."""
+    """The settings one step depends on, and nothing else (`train:<variant>` for an ablation)."""
+    if step.startswith("train:"):
+        return {**step_settings(config, area, "train"), **ABLATION_VARIANTS[step.split(":", 1)[1]]}
     a = config["areas"][area]
     grid = {k: a[k] for k in ("aoi", "crs", "resolution", "tile_size")}
     if step == "demo":
@@ -253,6 +263,8 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
         return config["assess"]["sample"]
     if step == "area":
         return {"reference": a.get("reference"), "labelled_sample": config["assess"].get("labelled_sample")}
+    if step == "random_forest":
+        return {"grid": grid, "seed": config["train"]["seed"], **config["ablation"]["random_forest"]}
     if step == "stac_item":
         return {"season": a["season"]}
     raise ValueError(f"unknown step {step!r}")
