@@ -112,12 +112,18 @@ def _describe_failure(url: str, err: Exception) -> str:
 def _search_api(stac: dict[str, Any], aoi, season) -> list[pystac.Item]:
     url, collection, max_cloud_cover = stac["api"], stac["collection"], stac["max_cloud_cover"]
     try:
+        from pystac_client.conformance import ConformanceClasses
+
         client = _open_client(stac)
         start, end = _season_bounds(season)
+        # an API without the query extension may answer a query with nothing: ask only those that
+        # declare it, and filter on the client in any case
+        query = ({"eo:cloud_cover": {"lt": max_cloud_cover}}
+                 if client.conforms_to(ConformanceClasses.QUERY) else None)
         search = client.search(
             collections=[collection], intersects=aoi.__geo_interface__,
             datetime=(start, end - dt.timedelta(seconds=1)),
-            query={"eo:cloud_cover": {"lt": max_cloud_cover}}, max_items=stac["max_items"], limit=100,
+            query=query, max_items=stac["max_items"], limit=stac.get("page_size", 100),
         )
         items = list(search.items())
     except Exception as err:  # pystac-client raises APIError, requests errors, ...

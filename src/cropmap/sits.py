@@ -179,6 +179,9 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     data = odc.stac.load(
         readable, bands=list(keys.values()), geobox=geobox, groupby="solar_day", resampling=resampling,
         chunks={"x": 2048, "y": 2048}, fail_on_error=True,
+        # DN 0 is no data in every L2A band and in SCL, whether or not the catalog says so (Planetary
+        # Computer items publish no raster:bands): without it, bilinear blends scene edges with 0
+        stac_cfg={"*": {"assets": {"*": {"nodata": 0}}}},
     ) if readable else None
     ny, nx = geobox.shape
     composites = np.full((len(periods), len(bands), ny, nx), np.nan, np.float32)
