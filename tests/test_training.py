@@ -41,10 +41,16 @@ def test_empty_label_set_stops_before_training(tmp_path):
 
 
 def test_non_finite_loss_names_the_step(tmp_path):
+    """A pretrained encoder that diverged (NaN weights) makes the first loss NaN."""
+    from cropmap.model import ModelConfig, SpatioTemporalNet
+
     tile = synthetic_tile()
-    settings = dict(SETTINGS, learning_rate=1e30)  # blows up within a few steps
-    with pytest.raises(TrainingError, match=r"train: loss became .* at step \d+"):
-        train(tiles=[tile], settings=dict(settings, steps=50), pretrained=None, out_path=tmp_path / "m.pt",
+    state = SpatioTemporalNet(ModelConfig(in_bands=4, **SETTINGS["model"])).state_dict()
+    state["embed.weight"][0, 0] = float("nan")
+    pretrained = {"model_config": ModelConfig(in_bands=4, **SETTINGS["model"]).to_dict(), "state_dict": state,
+                  "band_mean": torch.zeros(4), "band_std": torch.ones(4), "bands": BANDS}
+    with pytest.raises(TrainingError, match=r"train: loss became nan at step 1"):
+        train(tiles=[tile], settings=SETTINGS, pretrained=pretrained, out_path=tmp_path / "m.pt",
               metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
     assert not (tmp_path / "m.pt").exists()
 
@@ -75,3 +81,48 @@ def test_training_is_reproducible_and_learns(tmp_path):
     for key in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key])
     assert results[0]["val_f1"] > 0.9
+
+
+@pytest.fixture(scope="module")
+def demo_tile(tmp_path_factory):
+    """One 64 px tile of the demo area, composited every 10 days from April to September, with its
+    consensus labels."""
+    from test_scenes import _config
+
+    from cropmap.config import step_settings
+    from cropmap.dataset import load_tiles
+    from cropmap.demo import make_demo
+    from cropmap.grid import blocks_for_area
+    from cropmap.labels import block_labels, write_block_labels
+    from cropmap.search import search_items
+    from cropmap.sits import build_tile_cube, write_cube
+
+    root = tmp_path_factory.mktemp("demo_tile")
+    config = _config(root)
+    config["areas"]["demo"]["season"] = {"start": "2023-04-01", "end": "2023-09-30"}
+    config["areas"]["demo"]["glc"] = {"worldcover": {"type": "esa-worldcover", "path": str(root / "glc/worldcover.tif")},
+                                      "glad": {"type": "glad-cropland", "path": str(root / "glc/glad_cropland.tif")}}
+    config["sits"]["interval_days"] = 10
+    make_demo(settings=step_settings(config, "demo", "demo"), out_dir=root)
+    items = list(search_items(settings=step_settings(config, "demo", "search")))
+    settings = step_settings(config, "demo", "sits")
+    block_id, block = next(iter(blocks_for_area(settings["grid"], 4).items()))
+    write_cube(build_tile_cube(items=items, tile=block.tiles[0], settings=settings), root / "cube.nc")
+    labels = step_settings(config, "demo", "labels")
+    write_block_labels(root / "labels.tif", block_labels(block=block, products=labels["products"],
+                                                         consensus=labels["consensus"]),
+                       block=block, product_names=list(labels["products"]))
+    return load_tiles([str(root / "cube.nc")], [str(root / "labels.tif")])
+
+
+def test_pretraining_on_the_demo_data_beats_the_mean_value_baseline(demo_tile, tmp_path):
+    import csv
+
+    pretrain(tiles=demo_tile, settings=dict(PRETRAIN, steps=200, patch_size=24), out_path=tmp_path / "p.pt",
+             curve_csv=tmp_path / "p.csv", curve_png=tmp_path / "p.png")
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    first = np.mean([float(r["masked_mse"]) for r in rows[:10]])
+    mse = np.mean([float(r["masked_mse"]) for r in rows[-20:]])
+    baseline = np.mean([float(r["mean_value_mse"]) for r in rows[-20:]])
+    assert mse < 0.5 * baseline, (mse, baseline)
+    assert mse < 0.5 * first  # it learned, not merely started low
