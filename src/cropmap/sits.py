@@ -72,15 +72,31 @@ def composite(values: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.nda
     count = clear.sum(axis=0)
     if values.shape[0] == 0:
         return np.full(values.shape[1:], np.nan, np.float32), count.astype(np.uint8)
-    masked = np.where(clear[:, None], values, np.nan).astype(np.float32)
-    # NaN sorts last, so the valid observations of each pixel come first
-    ordered = np.sort(masked, axis=0)
-    valid = (~np.isnan(ordered)).sum(axis=0)
+    masked = np.where(clear[:, None] & ~np.isnan(values), values, np.inf).astype(np.float32)
+    # +inf sorts last, so the valid observations of each pixel come first
+    ordered = _sort_observations(masked)
+    valid = np.isfinite(ordered).sum(axis=0)
     lo = np.clip((valid - 1) // 2, 0, None)[None]
     hi = np.clip(valid // 2, 0, None)[None]
     median = 0.5 * (np.take_along_axis(ordered, lo, 0)[0] + np.take_along_axis(ordered, hi, 0)[0])
     median[valid == 0] = np.nan
     return median.astype(np.float32), np.minimum(count, 255).astype(np.uint8)
+
+
+def _sort_observations(x: np.ndarray) -> np.ndarray:
+    """`x` sorted along axis 0. A composite period holds a handful of observations: an odd-even
+    transposition network of element-wise min / max over whole images is then several times faster
+    than `np.sort`, which sorts millions of tiny arrays one by one."""
+    n = x.shape[0]
+    if n > 8:
+        return np.sort(x, axis=0)
+    x = x.copy()
+    for step in range(n):
+        for i in range(step % 2, n - 1, 2):
+            low = np.minimum(x[i], x[i + 1])
+            np.maximum(x[i], x[i + 1], out=x[i + 1])
+            x[i] = low
+    return x
 
 
 def fill_gaps(cube: np.ndarray, *, axis: int = 0) -> np.ndarray:

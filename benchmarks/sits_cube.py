@@ -1,0 +1,141 @@
+"""Cost of building one tile's cube, against a plain rasterio windowed read of the same data.
+
+Usage: python benchmarks/sits_cube.py [--scenes 36]
+
+1. Time: one 512 x 512 px tile of the demo landscape with N scenes (10 bands + SCL as local COGs).
+   The baseline reads, with rasterio, the tile's window of every asset the cube uses (10 m bands at
+   10 m, 20 m bands and SCL at 20 m, as stored): the decode-bound floor of any cube builder. The
+   cube is `build_tile_cube` (asset checks, odc-stac load, cloud mask, composites, gap filling).
+   Both are timed in this run, best of 3; the ratio is printed.
+2. Memory: `cropmap sits` for that tile as a child process (max RSS), once with the items of a
+   4-tile area and once with the items of a 400-tile area (the same scenes plus scenes of 396
+   other tiles elsewhere), to show that a tile job's memory does not grow with the area.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pystac
+import rasterio
+from rasterio.windows import from_bounds
+
+from cropmap.config import settings_json, step_settings, validate_config
+from cropmap.demo import make_demo
+from cropmap.grid import tiles_for_area
+from cropmap.search import save_items, search_items
+from cropmap.sits import build_tile_cube
+
+SEASON_DAYS = 5  # demo revisit
+
+
+def _config(root: Path, scenes: int) -> dict:
+    from pyproj import Transformer
+
+    x0, y0 = 136 * 5120.0, 850 * 5120.0  # one 512 px tile of the global grid, EPSG:32614
+    to_lonlat = Transformer.from_crs("EPSG:32614", "EPSG:4326", always_xy=True)
+    xs, ys = to_lonlat.transform([x0 + 50, x0 + 5070, x0 + 50, x0 + 5070], [y0 + 50, y0 + 50, y0 + 5070, y0 + 5070])
+    bbox = [max(xs[0], xs[2]), max(ys[0], ys[1]), min(xs[1], xs[3]), min(ys[2], ys[3])]
+    import datetime as dt
+
+    start = dt.date(2023, 4, 1)
+    end = start + dt.timedelta(days=SEASON_DAYS * scenes - 1)
+    return validate_config({
+        "areas": {"bench": {
+            "aoi": {"bbox": bbox}, "crs": "EPSG:32614", "tile_size": 512,
+            "season": {"start": start.isoformat(), "end": end.isoformat()},
+            "stac": {"catalog": str(root / "stac/catalog.json"), "max_cloud_cover": 100},
+            "demo": {"seed": 1, "revisit_days": SEASON_DAYS},
+            "glc": {"w": {"type": "esa-worldcover", "path": str(root / "glc/worldcover.tif")}},
+        }},
+        "sits": {"interval_days": 10},
+        "allow_absolute_paths": True,
+    })
+
+
+def _plain_read(items, tile, keys) -> None:
+    for item in items:
+        for key in keys:
+            with rasterio.open(item.assets[key].get_absolute_href()) as src:
+                window = from_bounds(*tile.bounds, transform=src.transform).round_offsets().round_lengths()
+                src.read(1, window=window, boundless=True, fill_value=0)
+
+
+def _best_of(n: int, func) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _far_items(items, copies: int) -> list[pystac.Item]:
+    """`copies` shifted copies of the items, as the scenes of other tiles of a bigger area."""
+    out = []
+    for k in range(copies):
+        for item in items:
+            far = item.clone()
+            far.id = f"{item.id}_elsewhere{k}"
+            w, s, e, n = item.bbox
+            shift = 0.5 * (k + 1)
+            far.bbox = [w + shift, s, e + shift, n]
+            far.geometry = {"type": "Polygon", "coordinates": [[[w + shift, s], [e + shift, s], [e + shift, n],
+                                                                [w + shift, n], [w + shift, s]]]}
+            out.append(far)
+    return out
+
+
+def _max_rss_mib(args: list[str]) -> float:
+    """Max RSS of the child process running `args` (its own, from wait4)."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            raise SystemExit(err.read().decode()[-3000:])
+    return usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=36)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = _config(root, args.scenes)
+        print(f"writing the demo tile with {args.scenes} scenes ...", flush=True)
+        make_demo(settings=step_settings(config, "bench", "demo"), out_dir=root)
+        items = list(search_items(settings=step_settings(config, "bench", "search")))
+        settings = step_settings(config, "bench", "sits")
+        tile = tiles_for_area(settings["grid"])[0]
+        keys = [*settings["bands"], settings["scl_band"]]
+
+        plain = _best_of(3, lambda: _plain_read(items, tile, keys))
+        cube_s = _best_of(3, lambda: build_tile_cube(items=items, tile=tile, settings=settings))
+        cube = build_tile_cube(items=items, tile=tile, settings=settings)
+        print(f"\n1. one tile, 512 x 512 px, {len(items)} scenes x {len(keys)} assets -> "
+              f"{cube.sizes['time']} composites x {cube.sizes['band']} bands")
+        print(f"   plain rasterio windowed read : {plain:6.2f} s")
+        print(f"   build_tile_cube              : {cube_s:6.2f} s")
+        print(f"   ratio                        : {cube_s / plain:6.2f} x  (target <= 1.5)")
+
+        print("\n2. peak memory of one `cropmap sits` tile job")
+        for label, extra in (("4-tile area", 3), ("400-tile area", 399)):
+            path = root / f"items_{extra}.json"
+            save_items(pystac.ItemCollection([*items, *_far_items(items, extra)]), path)
+            mib = _max_rss_mib([sys.executable, "-m", "cropmap", "sits", "--settings",
+                                settings_json(config, "bench", "sits"), "--items", str(path), "--tile", tile.id,
+                                "--out", str(root / f"cube_{extra}.nc")])
+            print(f"   {label:>14}: {len(items) * (extra + 1):6d} items, max RSS {mib:7.0f} MiB  (target < 2048)")
+
+
+if __name__ == "__main__":
+    main()
