@@ -11,6 +11,7 @@ import argparse
 import errno
 import json
 import logging
+import os
 import sys
 import time
 
@@ -356,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not sys.stderr.isatty():
+        # a log file (Snakemake's `log:`) gets a progress line every 30 s, not every redraw
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
