@@ -73,9 +73,9 @@ def main() -> None:
     blended = time.perf_counter() - start
     print(f"inference, one {args.tile} x {args.tile} px tile, {args.dates} dates, {len(bands)} bands, "
           f"model width {model_settings['width']}, {cores} threads")
-    print(f"  raw, non-overlapping {window} px windows : {raw:6.1f} s  {pixels / raw / cores:8.0f} px/s/core")
-    print(f"  overlap {overlap} px + cosine blending     : {blended:6.1f} s  {pixels / blended / cores:8.0f} px/s/core")
-    print(f"  throughput ratio (blended / raw)        : {raw / blended:6.2f}  (target >= 0.7)")
+    print(f"  {f'raw, non-overlapping {window} px windows':<40}: {raw:6.1f} s  {pixels / raw / cores:8.0f} px/s/core")
+    print(f"  {f'overlap {overlap} px + cosine blending':<40}: {blended:6.1f} s  {pixels / blended / cores:8.0f} px/s/core")
+    print(f"  {'throughput ratio (blended / raw)':<40}: {raw / blended:6.2f}  (target >= 0.7)")
 
     size = 48
     crop = np.zeros((size, size), bool)

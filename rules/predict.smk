@@ -9,6 +9,7 @@ rule predict:
     threads: 2
     resources:
         mem_mb=3000,
+        gpu=config["predict"]["gpus"],
     log:
         "results/{area}/logs/predict/{block}.log",
     benchmark:

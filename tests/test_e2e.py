@@ -15,6 +15,7 @@ import yaml
 from pyproj import Transformer
 
 from conftest import REPO
+from cropmap.training import load_checkpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -198,6 +199,24 @@ def test_report_is_self_contained_and_shows_the_images(workflow):
         browser.quit()
     for category in ("Map", "Data", "Labels", "Model"):
         assert shown[category] > 200, f"no image shown for {category}: {shown}"
+
+
+def test_ablation_reuses_the_chain_and_tables_every_variant(workflow):
+    plan = planned_jobs((r := snakemake(workflow, "-n", "ablation")).stdout + r.stderr)
+    assert plan == {"ablation_train": 3, "ablation_predict": 3, "ablation_mosaic": 3, "random_forest": 1,
+                    "ablation_assess": 1, "ablation": 1}, plan
+    run = snakemake(workflow, "ablation")
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((workflow / "results/demo/ablation/metrics.json").read_text())["sources"]
+    assert list(metrics)[:6] == ["map", "consensus_only", "plus_similarity", "plus_aggregation", "random_forest",
+                                 "consensus"]
+    assert set(list(metrics)[6:]) == {"worldcover", "esri", "glad"}
+    for name in ("consensus_only", "plus_similarity", "plus_aggregation", "random_forest"):
+        assert metrics[name]["coverage"] > 0.9 and 0 <= metrics[name]["f1"] <= 1
+    assert metrics["map"] == json.loads((workflow / "results/demo/assessment/metrics.json").read_text())["sources"]["map"]
+    checkpoint = load_checkpoint(workflow / "results/demo/ablation/consensus_only/model.pt")
+    assert checkpoint["settings"]["similarity_weight"] == 0 and checkpoint["settings"]["aggregation_weight"] == 0
+    assert checkpoint["settings"]["use_pretrained"] is False
 
 
 def _kill_during(workflow: Path, command: str, *args: str, nth: int = 1) -> None:

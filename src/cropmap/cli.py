@@ -43,14 +43,12 @@ def cmd_search(args) -> None:
 
 
 def cmd_sits(args) -> None:
-    import pystac
-
     from cropmap.grid import tile_by_id
-    from cropmap.sits import build_tile_cube, dask_client, write_cube
+    from cropmap.sits import build_tile_cube, dask_client, read_items_for_tile, write_cube
 
     settings = _settings(args.settings)
     tile = tile_by_id(settings["grid"], args.tile)
-    items = list(pystac.ItemCollection.from_file(args.items))
+    items = read_items_for_tile(args.items, tile, halo=int(settings.get("halo_px", 0)))
     with dask_client(settings.get("dask_scheduler", "")):
         cube = build_tile_cube(items=items, tile=tile, settings=settings)
     write_cube(cube, args.out)

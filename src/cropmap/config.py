@@ -249,11 +249,13 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
     if step == "pretrain":
         return {"model": config["model"], **config["pretrain"]}
     if step == "train":
-        return {"model": config["model"], **config["train"]}
+        return {"model": config["model"], **{k: v for k, v in config["train"].items() if k != "gpus"}}
+    # the GPU request is the scheduler's business, not the result's: it never reruns a step
+    predict = {k: v for k, v in config["predict"].items() if k != "gpus"}
     if step == "predict":
-        return {"grid": grid, "block_tiles": a["block_tiles"], **config["predict"]}
+        return {"grid": grid, "block_tiles": a["block_tiles"], **predict}
     if step == "mosaic":
-        return {"grid": grid, **config["predict"]}
+        return {"grid": grid, **predict}
     if step == "label_quality":
         return {"grid": grid, "reference": a.get("reference"), "products": list(a["glc"])}
     if step == "assess":

@@ -160,6 +160,18 @@ def _items_on_tile(items: Sequence[pystac.Item], tile: Tile, halo: int) -> list[
     return [item for item in items if not item.bbox or box(*item.bbox[:2], *item.bbox[-2:]).intersects(footprint)]
 
 
+def read_items_for_tile(path, tile: Tile, *, halo: int = 0) -> list[pystac.Item]:
+    """The items of a saved ItemCollection whose bbox meets `tile`; the others are never turned into
+    pystac objects, so a tile job's memory barely grows with the area's item count."""
+    from shapely.geometry import box
+
+    footprint = box(*tile.geobox(halo).extent.to_crs("EPSG:4326").boundingbox)
+    with open(path) as f:
+        features = json.load(f)["features"]
+    return [pystac.Item.from_dict(feature, preserve_dict=False) for feature in features
+            if not feature.get("bbox") or box(*feature["bbox"][:2], *feature["bbox"][-2:]).intersects(footprint)]
+
+
 def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[str, Any]) -> xr.Dataset:
     """Composited, gap-filled reflectance cube of one tile, grown by `settings["halo_px"]` pixels.
 
