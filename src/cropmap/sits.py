@@ -152,24 +152,21 @@ def _solar_day(item: pystac.Item) -> dt.date:
     return (item.datetime + dt.timedelta(hours=lon / 15)).date()
 
 
-def _items_on_tile(items: Sequence[pystac.Item], tile: Tile, halo: int) -> list[pystac.Item]:
-    """The items whose lon/lat bbox meets the tile (items without a bbox are kept)."""
+def _meets_tile(tile: Tile, halo: int):
+    """A test of whether a lon/lat bbox (or none: kept) meets the tile grown by `halo` pixels."""
     from shapely.geometry import box
 
     footprint = box(*tile.geobox(halo).extent.to_crs("EPSG:4326").boundingbox)
-    return [item for item in items if not item.bbox or box(*item.bbox[:2], *item.bbox[-2:]).intersects(footprint)]
+    return lambda bbox: not bbox or box(*bbox[:2], *bbox[-2:]).intersects(footprint)
 
 
 def read_items_for_tile(path, tile: Tile, *, halo: int = 0) -> list[pystac.Item]:
     """The items of a saved ItemCollection whose bbox meets `tile`; the others are never turned into
     pystac objects, so a tile job's memory barely grows with the area's item count."""
-    from shapely.geometry import box
-
-    footprint = box(*tile.geobox(halo).extent.to_crs("EPSG:4326").boundingbox)
+    meets = _meets_tile(tile, halo)
     with open(path) as f:
         features = json.load(f)["features"]
-    return [pystac.Item.from_dict(feature, preserve_dict=False) for feature in features
-            if not feature.get("bbox") or box(*feature["bbox"][:2], *feature["bbox"][-2:]).intersects(footprint)]
+    return [pystac.Item.from_dict(feature, preserve_dict=False) for feature in features if meets(feature.get("bbox"))]
 
 
 def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[str, Any]) -> xr.Dataset:
@@ -191,7 +188,8 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     os.environ["GDAL_HTTP_MAX_RETRY"] = str(retry["retries"])
     os.environ["GDAL_HTTP_RETRY_DELAY"] = str(retry["backoff_s"])
     # signed in memory only: saved items keep unsigned URLs (see cropmap.credentials)
-    items = sign_items(_items_on_tile(items, tile, halo), method=settings.get("sign", "none"))
+    meets = _meets_tile(tile, halo)
+    items = sign_items([item for item in items if meets(item.bbox)], method=settings.get("sign", "none"))
     if not items:
         raise DataError(f"tile {tile.id}: no scene covers it")
     # the providers' asset keys for the configured bands ("B04" may be "red")
