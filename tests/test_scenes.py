@@ -210,19 +210,29 @@ def test_items_of_other_tiles_are_not_read(area):
 
 def test_a_distributed_dask_scheduler_builds_the_same_cube(area):
     distributed = pytest.importorskip("distributed")
-    from cropmap.sits import dask_client
-
     config, items, tile = area
     settings = step_settings(config, "demo", "sits")
     local = build_tile_cube(items=items, tile=tile, settings=settings)
+    environment = dict(os.environ)  # distributed sets OMP_NUM_THREADS=1 and more in this process
+    try:
+        remote = _build_on_local_cluster(distributed, items, tile, settings)
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+    np.testing.assert_array_equal(remote["reflectance"].values, local["reflectance"].values)
+    np.testing.assert_array_equal(remote["clear_count"].values, local["clear_count"].values)
+
+
+def _build_on_local_cluster(distributed, items, tile, settings):
+    from cropmap.sits import dask_client
+
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
         with dask_client(cluster.scheduler_address) as client:
             remote = build_tile_cube(items=items, tile=tile, settings=settings)
             assert client.run(lambda: os.environ["GDAL_HTTP_MAX_RETRY"])  # the workers got the read settings
             # the loads ran on the cluster
             assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes)) > 0
-    np.testing.assert_array_equal(remote["reflectance"].values, local["reflectance"].values)
-    np.testing.assert_array_equal(remote["clear_count"].values, local["clear_count"].values)
+    return remote
 
 
 def test_an_unreachable_scheduler_is_one_clear_error():
@@ -232,3 +242,4 @@ def test_an_unreachable_scheduler_is_one_clear_error():
     with pytest.raises(DataError, match="cannot reach the dask scheduler tcp://127.0.0.1:9"):
         with dask_client("tcp://127.0.0.1:9"):
             pass
+
