@@ -22,6 +22,10 @@ fi
 # a cluster left over from an earlier run would keep its old configuration: stop it first
 pkill -x slurmctld 2>/dev/null || true
 pkill -x slurmd 2>/dev/null || true
+for _ in $(seq 1 40); do  # pkill does not wait: a new daemon would race the old one for its port
+  pgrep -x slurmctld > /dev/null || pgrep -x slurmd > /dev/null || break
+  sleep 0.5
+done
 sleep 1
 
 cpus=$(getconf _NPROCESSORS_ONLN)  # not nproc: it honours OMP_NUM_THREADS
