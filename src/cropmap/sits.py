@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 # a COG is one file: do not list its folder (an extra request per file on remote archives)
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 
-__all__ = ["composite_periods", "clear_mask", "composite", "fill_gaps", "build_tile_cube", "open_cube",
-           "REFLECTANCE_SCALE"]
+__all__ = ["REFLECTANCE_SCALE", "build_tile_cube", "clear_mask", "composite", "composite_periods", "dask_client",
+           "fill_gaps", "open_cube", "read_items_for_tile", "write_cube"]
 
 REFLECTANCE_SCALE = 10000  # stored int16 = reflectance * 10000
 
