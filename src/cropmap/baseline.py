@@ -41,14 +41,14 @@ def monthly_medians(reflectance: np.ndarray, months: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0)
 
 
-def random_forest_map(*, tiles: Sequence[TileArrays], months: Sequence[np.ndarray], grid: AreaGrid,
-                      settings: dict[str, Any], threads: int = 1) -> np.ndarray:
+def random_forest_map(*, tiles: Sequence[TileArrays], grid: AreaGrid, settings: dict[str, Any],
+                      threads: int = 1) -> np.ndarray:
     """Class map (uint8 1 crop, 0 non-crop, 255 never observed) of the area grid from a random forest
     trained on up to `settings["max_samples"]` consensus-labelled pixels of all tiles."""
     from sklearn.ensemble import RandomForestClassifier
 
     rng = np.random.default_rng(settings["seed"])
-    features = [monthly_medians(t.reflectance, m) for t, m in zip(tiles, months, strict=True)]
+    features = [monthly_medians(t.reflectance, t.month) for t in tiles]
     xs, ys = [], []
     for tile, feat in zip(tiles, features, strict=True):
         labelled = np.isin(tile.labels, (0, 1)) & tile.valid

@@ -60,14 +60,11 @@ def cmd_sits(args) -> None:
 def cmd_labels(args) -> None:
     import numpy as np
 
-    from cropmap.grid import blocks_for_area
+    from cropmap.grid import block_by_id
     from cropmap.labels import block_labels, write_block_labels
 
     settings = _settings(args.settings)
-    blocks = blocks_for_area(settings["grid"], settings["block_tiles"])
-    if args.block not in blocks:
-        raise CropmapError(f"labels: block {args.block!r} is not in the area")
-    block = blocks[args.block]
+    block = block_by_id(settings["grid"], settings["block_tiles"], args.block)
     labels = block_labels(block=block, products=settings["products"], consensus=settings["consensus"])
     write_block_labels(args.out, labels, block=block, product_names=list(settings["products"]))
     inside = labels[1] != 255
@@ -107,15 +104,13 @@ def cmd_train(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from cropmap.grid import blocks_for_area
+    from cropmap.grid import block_by_id
     from cropmap.predict import predict_block
     from cropmap.training import load_checkpoint
 
     settings = _settings(args.settings)
-    blocks = blocks_for_area(settings["grid"], settings["block_tiles"])
-    if args.block not in blocks:
-        raise CropmapError(f"predict: block {args.block!r} is not in the area")
-    predict_block(cube_paths=args.cubes, checkpoint=load_checkpoint(args.model), block=blocks[args.block],
+    block = block_by_id(settings["grid"], settings["block_tiles"], args.block)
+    predict_block(cube_paths=args.cubes, checkpoint=load_checkpoint(args.model), block=block,
                   settings=settings, out_path=args.out)
     print(f"predicted block {args.block} ({len(args.cubes)} tiles) -> {args.out}")
 
@@ -174,13 +169,11 @@ def cmd_random_forest(args) -> None:
     from cropmap.dataset import load_tiles
     from cropmap.grid import AreaGrid, tiles_for_area
     from cropmap.io import write_geotiff
-    from cropmap.sits import open_cube
 
     settings = _settings(args.settings)
     grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
-    tiles = load_tiles(args.cubes, args.labels)
-    months = [open_cube(path)["time"].values.astype("datetime64[M]").astype(int) % 12 + 1 for path in args.cubes]
-    classes = random_forest_map(tiles=tiles, months=months, grid=grid, settings=settings, threads=args.threads)
+    classes = random_forest_map(tiles=load_tiles(args.cubes, args.labels), grid=grid, settings=settings,
+                                threads=args.threads)
     write_geotiff(args.out, classes, transform=grid.transform, crs=grid.crs, nodata=255, cog=True,
                   overview_resampling="nearest", tags={"classes": "0 non-crop, 1 crop, 255 no data",
                                                        "producer": "cropmap random-forest baseline"})

@@ -23,6 +23,7 @@ class TileArrays:
     bands: list[str]
     valid: np.ndarray  # (H, W) bool: observed at least once
     labels: np.ndarray | None = None  # (H, W) uint8 1 / 0 / 255
+    month: np.ndarray | None = None  # (T,) calendar month (1-12) of each composite
 
 
 def day_of_year(times: np.ndarray) -> np.ndarray:
@@ -45,9 +46,11 @@ def load_tiles(cube_paths: Sequence[str], label_paths: Sequence[str] | None = No
         labels = None
         if label_paths is not None:
             labels = read_window(label_paths, cube.rio.bounds(), name=str(cube.attrs.get("tile", path)))
+        times = cube["time"].values
         tiles.append(TileArrays(
-            tile_id=str(cube.attrs.get("tile", path)), reflectance=refl, doy=day_of_year(cube["time"].values),
-            bands=[str(b) for b in cube["band"].values], valid=cube["never_observed"].values == 0, labels=labels,
+            tile_id=str(cube.attrs.get("tile", path)), reflectance=refl, doy=day_of_year(times),
+            bands=[str(b) for b in cube["band"].values], valid=cube["never_observed"].values == 0,
+            month=times.astype("datetime64[M]").astype(int) % 12 + 1, labels=labels,
         ))
     return tiles
 

@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from cropmap.errors import ConfigError
 
-__all__ = ["AreaGrid", "Tile", "aoi_geometry", "block_id", "blocks_for_area", "output_crs", "tile_by_id",
+__all__ = ["AreaGrid", "Tile", "aoi_geometry", "block_by_id", "block_id", "blocks_for_area", "output_crs", "tile_by_id",
            "tiles_for_area", "utm_crs_for"]
 
 
@@ -140,6 +140,13 @@ def blocks_for_area(grid: dict[str, Any], block_tiles: int) -> dict[str, AreaGri
     for tile in tiles_for_area(grid):
         blocks.setdefault(block_id(tile, block_tiles), []).append(tile)
     return {bid: AreaGrid(tuple(tiles)) for bid, tiles in sorted(blocks.items())}
+
+
+def block_by_id(grid: dict[str, Any], block_tiles: int, block: str) -> AreaGrid:
+    blocks = blocks_for_area(grid, block_tiles)
+    if block not in blocks:
+        raise ConfigError(f"block {block!r} is not in the area's grid")
+    return blocks[block]
 
 
 def tile_by_id(grid: dict[str, Any], tile_id: str) -> Tile:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 from tqdm import tqdm
 
 from cropmap.dataset import normalise
@@ -102,17 +103,16 @@ def mosaic(tile_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, re
                   overview_resampling=resampling, tags=tags)
 
 
-def tile_probability(*, cube_path, model: SpatioTemporalNet, checkpoint: dict[str, Any],
+def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: dict[str, Any],
                      settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Crop probability (H, W) of one tile cube, its halo cut off, and the mask of observed pixels."""
     from cropmap.dataset import day_of_year
-    from cropmap.sits import open_cube
 
-    cube = open_cube(cube_path)
     mean, std = checkpoint["band_mean"].numpy(), checkpoint["band_std"].numpy()
     bands = [str(b) for b in cube["band"].values]
     if bands != list(checkpoint["bands"]):
-        raise DataError(f"cube {cube_path} has bands {bands}, the model was trained on {checkpoint['bands']}")
+        raise DataError(f"cube of tile {cube.attrs.get('tile')} has bands {bands}, the model was trained on "
+                        f"{checkpoint['bands']}")
     x = normalise(cube["reflectance"].values, mean, std)
     device = next(model.parameters()).device
     prob = predict_probability(model, x, day_of_year(cube["time"].values), window=settings["window"],
@@ -133,10 +133,11 @@ def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], bloc
     tiles = {tile.id: tile for tile in block.tiles}
     out = np.full((2, *block.shape), NODATA, np.uint8)
     for path in cube_paths:
-        tile_id = str(open_cube(path).attrs.get("tile"))
+        cube = open_cube(path)
+        tile_id = str(cube.attrs.get("tile"))
         if tile_id not in tiles:
             raise DataError(f"cube {path} is of tile {tile_id}, which is not in this block")
-        prob, valid = tile_probability(cube_path=path, model=model, checkpoint=checkpoint, settings=settings)
+        prob, valid = tile_probability(cube=cube, model=model, checkpoint=checkpoint, settings=settings)
         r, c = block.offset(tiles[tile_id])
         out[:, r:r + prob.shape[0], c:c + prob.shape[1]] = classify(prob, valid, threshold=settings["threshold"])
     write_geotiff(out_path, out, transform=block.transform, crs=block.crs, nodata=NODATA,
