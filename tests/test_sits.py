@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cropmap.sits import clear_mask, composite, composite_periods, fill_gaps, reflectance_scaling
+from cropmap.sits import (clear_mask, composite, composite_dn, composite_periods, fill_gaps, reflectance_scaling,
+                          resample_bilinear)
 
 
 def test_clear_mask_removes_exactly_the_configured_classes():
@@ -46,6 +47,58 @@ def test_composite_matches_nanmedian(values, clear):
         expected = np.nanmedian(np.where(clear[:, None], values, np.nan), axis=0)
     np.testing.assert_allclose(median, expected, rtol=1e-6, atol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(count, clear.sum(axis=0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(scl=arrays(np.uint8, (2, 9, 8), elements=st.sampled_from([4, 5, 8, 9])), dilation=st.integers(0, 3))
+def test_clear_mask_dilation_matches_scipy(scl, dilation):
+    from scipy import ndimage
+
+    masked = np.isin(scl, [8, 9])
+    if dilation:
+        structure = np.zeros((3, 3, 3), bool)
+        structure[1] = ndimage.generate_binary_structure(2, 1)
+        masked = ndimage.binary_dilation(masked, structure=structure, iterations=dilation)
+    np.testing.assert_array_equal(clear_mask(scl, masked_classes=[8, 9], dilation_px=dilation), ~masked)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dn=arrays(np.uint16, st.tuples(st.integers(0, 9), st.just(2), st.just(3), st.just(4)),
+              elements=st.integers(1, 65535)),
+    data=st.data(),
+)
+def test_composite_of_dns_matches_the_float_composite(dn, data):
+    clear = data.draw(arrays(bool, (dn.shape[0], 3, 4)))
+    expected, _ = composite(dn.astype(np.float32), clear)
+    np.testing.assert_allclose(composite_dn(dn, clear), expected, rtol=1e-6, equal_nan=True)
+
+
+def test_resampling_matches_gdal_bilinear_on_aligned_grids():
+    """20 m values onto the 10 m grid they share an origin with: GDAL's bilinear (what a per-scene
+    warp would do) and ours agree wherever GDAL has all four neighbours; NaN neighbours are left out."""
+    import rasterio.warp
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    rng = np.random.default_rng(3)
+    coarse = GeoBox((12, 14), Affine(20, 0, 600000, 0, -20, 4000000), "EPSG:32614")
+    fine = GeoBox((20, 24), Affine(10, 0, 600020, 0, -10, 3999980), "EPSG:32614")
+    values = rng.random((2, *coarse.shape)).astype(np.float32)
+    ours = resample_bilinear(values, src=coarse, dst=fine)
+    gdal = np.zeros((2, *fine.shape), np.float32)
+    rasterio.warp.reproject(values, gdal, src_transform=coarse.affine, src_crs="EPSG:32614",
+                            dst_transform=fine.affine, dst_crs="EPSG:32614",
+                            resampling=rasterio.warp.Resampling.bilinear)
+    np.testing.assert_allclose(ours, gdal, atol=1e-5)
+    values[:, 5, 5] = np.nan
+    holed = resample_bilinear(values, src=coarse, dst=fine)
+    assert not np.isnan(holed).any()
+    # the 10 m pixel (8, 8) sits at 20 m position (4.75, 4.75): weights 1/16, 3/16, 3/16, 9/16 on
+    # (4, 4), (4, 5), (5, 4) and the missing (5, 5), renormalised over the three that remain
+    a = values[:, 4:6, 4:6]
+    expected = (a[:, 0, 0] / 16 + 3 * a[:, 0, 1] / 16 + 3 * a[:, 1, 0] / 16) / (7 / 16)
+    np.testing.assert_allclose(holed[:, 8, 8], expected, rtol=1e-5)
 
 
 def _reference_fill(series):

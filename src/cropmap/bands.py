@@ -14,7 +14,7 @@ import pystac
 
 from cropmap.errors import DataError
 
-__all__ = ["SENTINEL2_BANDS", "resolve_band", "resolve_bands"]
+__all__ = ["SENTINEL2_BANDS", "native_resolution", "resolve_band", "resolve_bands"]
 
 # Sentinel-2 MSI band: (common name, centre wavelength in micrometres)
 SENTINEL2_BANDS = {
@@ -22,6 +22,9 @@ SENTINEL2_BANDS = {
     "B05": ("rededge", 0.704), "B06": ("rededge", 0.740), "B07": ("rededge", 0.783), "B08": ("nir", 0.842),
     "B8A": ("nir08", 0.865), "B09": ("nir09", 0.945), "B11": ("swir16", 1.610), "B12": ("swir22", 2.190),
 }
+# the MSI's sampling, for items that do not state it (metres)
+_SENTINEL2_RESOLUTION = {"B02": 10.0, "B03": 10.0, "B04": 10.0, "B08": 10.0, "BLUE": 10.0, "GREEN": 10.0, "RED": 10.0,
+                         "NIR": 10.0, "B01": 60.0, "B09": 60.0, "B10": 60.0, "COASTAL": 60.0, "NIR09": 60.0}
 _WAVELENGTH_TOLERANCE = 0.012  # micrometres; neighbouring S2 bands are >= 0.023 apart
 
 
@@ -58,3 +61,14 @@ def _is_data(asset: pystac.Asset) -> bool:
 def resolve_bands(item: pystac.Item, bands: Sequence[str]) -> dict[str, str]:
     """{band: asset key} for every band, raising `DataError` naming the first one missing."""
     return {band: resolve_band(item, band) for band in bands}
+
+
+def native_resolution(item: pystac.Item, asset_key: str, band: str) -> float:
+    """Pixel size of an asset in metres: its `proj:transform`, else its `gsd`, else the sensor's
+    sampling of `band` (10 m for B02-B04 and B08, 60 m for B01 and B09, 20 m for the others and SCL)."""
+    asset = item.assets[asset_key]
+    if asset.extra_fields.get("proj:transform"):
+        return abs(float(asset.extra_fields["proj:transform"][0]))
+    if asset.extra_fields.get("gsd"):
+        return float(asset.extra_fields["gsd"])
+    return _SENTINEL2_RESOLUTION.get(band.upper(), 20.0)

@@ -2,30 +2,39 @@
 
 A remote archive of thousands of files always has a few that fail: a 404, a truncated COG, a file
 whose georeferencing disagrees with its STAC metadata. One such scene must not stop a tile, and it
-must not slip into the composite either. `readable_scenes` opens every asset of every scene (retrying
-transient failures), checks its CRS against the item's `proj:` metadata, and returns the scenes
-that pass with a record of the ones that did not.
+must not slip into the composite either. `CheckedRioDriver` is the odc-stac reader that refuses a
+file whose CRS is not the one its item states; `with_retries` retries transient failures with
+backoff; `cropmap.sits` skips the scenes that still fail and records them as `SkippedScene`s.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import numpy as np
 import pystac
 import rasterio
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from odc.loader._reader import pick_overview, resolve_band_query
+from odc.geo.overlap import compute_reproject_roi
+from odc.loader._rio import RioDriver, RioReader, _do_read, _reproject_info_from_rio, rio_env
+from odc.loader.types import RasterLoadParams, RasterSource
 from pyproj import CRS
 
 from cropmap.credentials import redact
+from cropmap.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SkippedScene", "asset_problem", "expected_crs", "first_line", "readable_scenes", "with_retries"]
+__all__ = ["AssetMismatch", "CheckedRioDriver", "SkippedScene", "crs_problem", "expected_crs", "first_line",
+           "stated_crs_by_href", "with_retries"]
 
 T = TypeVar("T")
 
@@ -69,41 +78,83 @@ def expected_crs(item: pystac.Item, asset_key: str) -> CRS | None:
     return None
 
 
-def asset_problem(item: pystac.Item, asset_key: str, *, retries: int, backoff_s: float) -> str | None:
-    """None when the asset opens and its CRS is the one its metadata states, else the reason."""
-    href = item.assets[asset_key].get_absolute_href() or item.assets[asset_key].href
-
-    def open_crs():
-        with rasterio.open(href) as src:
-            return src.crs
-
-    try:
-        crs = with_retries(open_crs, retries=retries, backoff_s=backoff_s, what=f"{item.id}/{asset_key}")
-    except (OSError, rasterio.errors.RasterioError) as err:
-        return f"cannot be read after {retries} retries: {first_line(err)}"
-    stated = expected_crs(item, asset_key)
-    if stated is not None and (crs is None or CRS.from_user_input(crs) != stated):
-        return f"file CRS {crs.to_string() if crs else 'none'} disagrees with its STAC metadata {stated.to_string()}"
-    return None
+class AssetMismatch(DataError):
+    """An asset whose file disagrees with its STAC metadata: not retried, its scene is skipped."""
 
 
-def readable_scenes(
-    items: Sequence[pystac.Item], asset_keys: Sequence[str], *, retries: int, backoff_s: float, threads: int = 8,
-) -> tuple[list[pystac.Item], list[SkippedScene]]:
-    """The items whose assets all open with the stated CRS, and a record of the others.
+def crs_problem(stated: CRS | None, found) -> str | None:
+    """Why a file with CRS `found` does not match the `stated` CRS of its metadata (None: it does)."""
+    if stated is None or (found is not None and CRS.from_user_input(found) == stated):
+        return None
+    return f"file CRS {found.to_string() if found else 'none'} disagrees with its STAC metadata {stated.to_string()}"
 
-    Assets are opened in `threads` threads (remote archives are latency-bound); only headers are read.
+
+class CheckedRioDriver(RioDriver):
+    """odc-stac's rasterio reader, checking each file's CRS against its item's `proj:` metadata in the
+    same open that reads its pixels (a separate check would open every asset twice).
+
+    `stated_crs` maps an asset href to the WKT of the CRS its metadata states.
     """
-    jobs = [(item, key) for item in items for key in asset_keys]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        problems = list(pool.map(lambda job: asset_problem(job[0], job[1], retries=retries, backoff_s=backoff_s), jobs))
-    skipped: dict[str, SkippedScene] = {}
-    for (item, key), problem in zip(jobs, problems):
-        if problem and item.id not in skipped:
-            skipped[item.id] = SkippedScene(item.id, key, problem)
-    for scene in skipped.values():
-        log.warning("scene %s skipped: asset %s %s", scene.item_id, scene.asset, scene.reason)
-    return [item for item in items if item.id not in skipped], list(skipped.values())
+
+    def __init__(self, stated_crs: dict[str, str]) -> None:
+        super().__init__()
+        self.stated_crs = stated_crs
+
+    def open(self, src: RasterSource, ctx: Any) -> RioReader:
+        return _CheckedRioReader(src, ctx, self.stated_crs.get(src.uri))
+
+
+class _CheckedRioReader(RioReader):
+    def __init__(self, src: RasterSource, ctx: Any, stated_wkt: str | None) -> None:
+        super().__init__(src, ctx)
+        self._stated_wkt = stated_wkt
+
+    def read(self, cfg: RasterLoadParams, dst_geobox: GeoBox, *, dst: np.ndarray | None = None,
+             selection: Any = None) -> tuple[tuple[slice, slice], np.ndarray]:
+        # the body of odc.loader's _rio_read, with the CRS check between open and read, and the
+        # georeferencing maths cached (the scenes of one granule share their grid)
+        src = self._src
+        with rasterio.open(src.uri, "r", sharing=False) as rdr:
+            found_wkt = rdr.crs.to_wkt() if rdr.crs else ""
+            if self._stated_wkt:
+                problem = _crs_problem_cached(self._stated_wkt, found_wkt)
+                if problem:
+                    raise AssetMismatch(f"{redact(src.uri)}: {problem}")
+            bidx = resolve_band_query(src, rdr.count, selection=selection)
+            ttol = 0.9 if cfg.nearest else 0.05
+            info = (_reproject_info(tuple(rdr.transform)[:6], rdr.shape, found_wkt, dst_geobox, ttol)
+                    if not rdr.gcps[0] else _reproject_info_from_rio(rdr, dst_geobox, ttol=ttol))
+            overview = None
+            if cfg.use_overviews and info.read_shrink > 1:
+                overview = pick_overview(info.read_shrink, rdr.overviews(bidx if isinstance(bidx, int) else bidx[0]))
+            if overview is None:
+                with rio_env(VSI_CACHE=False):
+                    return _do_read(rasterio.band(rdr, bidx), cfg, dst_geobox, info, dst=dst)
+            with rasterio.open(src.uri, "r", sharing=False, overview_level=overview) as reduced, \
+                    rio_env(VSI_CACHE=False):
+                return _do_read(rasterio.band(reduced, bidx), cfg, dst_geobox, info, dst=dst)
+
+
+@functools.lru_cache(maxsize=256)
+def _crs_problem_cached(stated_wkt: str, found_wkt: str) -> str | None:
+    return crs_problem(CRS.from_wkt(stated_wkt), CRS.from_wkt(found_wkt) if found_wkt else None)
+
+
+@functools.lru_cache(maxsize=256)
+def _reproject_info(transform: tuple[float, ...], shape: tuple[int, int], crs_wkt: str, dst_geobox: GeoBox,
+                    ttol: float):
+    return compute_reproject_roi(GeoBox(shape, Affine(*transform), crs_wkt or None), dst_geobox, ttol=ttol)
+
+
+def stated_crs_by_href(items: Sequence[pystac.Item], asset_keys: Sequence[str]) -> dict[str, str]:
+    """{asset href: WKT of the CRS its metadata states} for the assets that state one."""
+    stated = {}
+    for item in items:
+        for key in asset_keys:
+            crs = expected_crs(item, key)
+            if crs is not None:
+                stated[item.assets[key].get_absolute_href() or item.assets[key].href] = crs.to_wkt()
+    return stated
 
 
 def first_line(err: BaseException) -> str:

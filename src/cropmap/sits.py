@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,24 +21,25 @@ import pystac
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.errors import RasterioError
-from scipy import ndimage
 from tqdm import tqdm
 
 from cropmap.credentials import sign_items
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 from cropmap.io import atomic_path
-from cropmap.scenes import SkippedScene, first_line, readable_scenes, with_retries
+from cropmap.scenes import AssetMismatch, SkippedScene, first_line, with_retries
 
 log = logging.getLogger(__name__)
 
 # a COG is one file: do not list its folder (an extra request per file on remote archives)
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 
-__all__ = ["REFLECTANCE_SCALE", "build_tile_cube", "clear_mask", "composite", "composite_periods", "dask_client",
-           "fill_gaps", "open_cube", "read_items_for_tile", "write_cube"]
+__all__ = ["REFLECTANCE_SCALE", "build_tile_cube", "clear_mask", "composite", "composite_dn", "composite_periods", "dask_client",
+           "fill_gaps", "open_cube", "read_items_for_tile", "resample_bilinear", "write_cube"]
 
 REFLECTANCE_SCALE = 10000  # stored int16 = reflectance * 10000
+# time steps read in one go: fewer dask graphs, while memory stays bounded (~3 MB per 512 px step)
+READ_BATCH_STEPS = 24
 
 
 def composite_periods(season: dict[str, str], interval_days: int) -> list[tuple[dt.date, dt.date]]:
@@ -54,12 +56,20 @@ def composite_periods(season: dict[str, str], interval_days: int) -> list[tuple[
 
 def clear_mask(scl: np.ndarray, *, masked_classes: Sequence[int], dilation_px: int = 0) -> np.ndarray:
     """True where an observation is clear: SCL not in `masked_classes`, after growing the masked
-    area by `dilation_px` pixels in the two image axes (the last two of `scl`)."""
-    masked = np.isin(scl, masked_classes)
-    if dilation_px > 0:
-        structure = np.zeros((3,) * masked.ndim, bool)
-        structure[(1,) * (masked.ndim - 2)] = ndimage.generate_binary_structure(2, 1)
-        masked = ndimage.binary_dilation(masked, structure=structure, iterations=dilation_px)
+    area by `dilation_px` pixels in the two image axes (the last two of `scl`; 4-connected steps, as
+    `scipy.ndimage.binary_dilation` with a cross)."""
+    if not np.issubdtype(scl.dtype, np.integer):  # loaded as float where the catalog states no data type
+        scl = np.nan_to_num(scl, nan=0).astype(np.uint8)
+    lookup = np.zeros(max(256, int(scl.max(initial=0)) + 1), bool)
+    lookup[np.asarray(masked_classes, dtype=np.intp)] = True
+    masked = lookup[scl]  # a table lookup is much faster than np.isin
+    for _ in range(max(int(dilation_px), 0)):
+        grown = masked.copy()
+        grown[..., 1:, :] |= masked[..., :-1, :]
+        grown[..., :-1, :] |= masked[..., 1:, :]
+        grown[..., :, 1:] |= masked[..., :, :-1]
+        grown[..., :, :-1] |= masked[..., :, 1:]
+        masked = grown
     return ~masked
 
 
@@ -75,12 +85,31 @@ def composite(values: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.nda
     masked = np.where(clear[:, None] & ~np.isnan(values), values, np.inf).astype(np.float32)
     # +inf sorts last, so the valid observations of each pixel come first
     ordered = _sort_observations(masked)
-    valid = np.isfinite(ordered).sum(axis=0)
-    lo = np.clip((valid - 1) // 2, 0, None)[None]
-    hi = np.clip(valid // 2, 0, None)[None]
-    median = 0.5 * (np.take_along_axis(ordered, lo, 0)[0] + np.take_along_axis(ordered, hi, 0)[0])
-    median[valid == 0] = np.nan
-    return median.astype(np.float32), np.minimum(count, 255).astype(np.uint8)
+    valid = np.isfinite(ordered).sum(axis=0, dtype=np.int16)
+    median = np.full(values.shape[1:], np.nan, np.float32)
+    # a period holds a few observations: one masked copy per possible count beats a fancy-index gather
+    for k in range(1, values.shape[0] + 1):
+        np.copyto(median, 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2]), where=valid == k)
+    return median, np.minimum(count, 255).astype(np.uint8)
+
+
+def composite_dn(dn: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """`composite` for unsigned integer DNs, whose clear observations have data in every band.
+
+    dn: (obs, bands, y, x) unsigned ints; clear: (obs, y, x) bool.
+    Returns the (bands, y, x) float32 median, NaN where no clear observation. Sorting the integers
+    moves half the bytes of float32.
+    """
+    median = np.full(dn.shape[1:], np.nan, np.float32)
+    if dn.shape[0] == 0:
+        return median
+    # the type's maximum sorts last, after the clear observations
+    ordered = _sort_observations(np.where(clear[:, None], dn, np.iinfo(dn.dtype).max))
+    valid = clear.sum(axis=0, dtype=np.int16)[None]
+    for k in range(1, dn.shape[0] + 1):
+        low, high = ordered[(k - 1) // 2].astype(np.float32), ordered[k // 2]
+        np.copyto(median, 0.5 * (low + high), where=valid == k)
+    return median
 
 
 def _sort_observations(x: np.ndarray) -> np.ndarray:
@@ -103,28 +132,48 @@ def fill_gaps(cube: np.ndarray, *, axis: int = 0) -> np.ndarray:
     """Fill NaNs by linear interpolation along `axis` (time); before the first and after the last
     valid value, the nearest valid value is repeated. All-NaN series stay NaN."""
     data = np.moveaxis(np.asarray(cube, dtype=np.float32), axis, 0)
-    n = data.shape[0]
-    prev_val = np.empty_like(data)
-    prev_idx = np.empty(data.shape, np.int32)
-    last_val = np.full(data.shape[1:], np.nan, np.float32)
-    last_idx = np.full(data.shape[1:], -1, np.int32)
-    for t in range(n):  # forward: last valid value and its index
-        ok = ~np.isnan(data[t])
-        last_val = np.where(ok, data[t], last_val)
-        last_idx = np.where(ok, t, last_idx)
-        prev_val[t], prev_idx[t] = last_val, last_idx
-    filled = np.empty_like(data)
-    next_val = np.full(data.shape[1:], np.nan, np.float32)
-    next_idx = np.full(data.shape[1:], -1, np.int32)
-    for t in range(n - 1, -1, -1):  # backward: next valid value, then interpolate
-        ok = ~np.isnan(data[t])
-        next_val = np.where(ok, data[t], next_val)
-        next_idx = np.where(ok, t, next_idx)
-        both = (prev_idx[t] >= 0) & (next_idx >= 0) & (next_idx > prev_idx[t])
-        w = np.where(both, (t - prev_idx[t]) / np.maximum(next_idx - prev_idx[t], 1), 0.0)
-        interp = prev_val[t] + w * (next_val - prev_val[t])
-        filled[t] = np.where(ok, data[t], np.where(both, interp, np.where(prev_idx[t] >= 0, prev_val[t], next_val)))
-    return np.moveaxis(filled, 0, axis)
+    shape, n = data.shape, data.shape[0]
+    flat = np.ascontiguousarray(data.reshape(n, -1))
+    filled = flat.copy()
+    rows = np.array_split(np.arange(flat.shape[1]), max(1, min(_cpus(), flat.size // 1_000_000)))
+    # the series are independent and numpy releases the GIL: one block of them per core
+    with ThreadPoolExecutor(max_workers=len(rows)) as pool:
+        list(pool.map(lambda r: _fill_block(flat[:, r[0]:r[-1] + 1], filled[:, r[0]:r[-1] + 1]), rows))
+    return np.moveaxis(filled.reshape(shape), 0, axis)
+
+
+def _fill_block(series: np.ndarray, out: np.ndarray) -> None:
+    """`fill_gaps` of (time, n) `series` into `out`, a copy of it: a forward pass keeps the last valid
+    value and its step, a backward pass the next ones and interpolates between them."""
+    n, m = series.shape
+    ok = ~np.isnan(series)
+    last_val = np.empty_like(series)
+    last_step = np.empty((n, m), np.float32)
+    value, step = np.full(m, np.nan, np.float32), np.full(m, np.nan, np.float32)
+    for t in range(n):
+        np.copyto(value, series[t], where=ok[t])
+        np.copyto(step, t, where=ok[t])
+        last_val[t], last_step[t] = value, step
+    value, step = np.full(m, np.nan, np.float32), np.full(m, np.nan, np.float32)
+    weight, result = np.empty(m, np.float32), np.empty(m, np.float32)
+    for t in range(n - 1, -1, -1):
+        np.copyto(value, series[t], where=ok[t])
+        np.copyto(step, t, where=ok[t])
+        if ok[t].all():
+            continue
+        before, before_step = last_val[t], last_step[t]
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN where a side is missing, 0/0 at valid steps
+            np.divide(t - before_step, step - before_step, out=weight)
+        np.subtract(value, before, out=result)
+        result *= weight
+        result += before
+        np.copyto(result, before, where=np.isnan(step))  # nothing after: repeat the last value
+        np.copyto(result, value, where=np.isnan(before_step))  # nothing before: repeat the next
+        np.copyto(out[t], result, where=~ok[t])
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def reflectance_scaling(item: pystac.Item, asset_key: str) -> tuple[float, float]:
@@ -172,11 +221,12 @@ def read_items_for_tile(path, tile: Tile, *, halo: int = 0) -> list[pystac.Item]
 def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[str, Any]) -> xr.Dataset:
     """Composited, gap-filled reflectance cube of one tile, grown by `settings["halo_px"]` pixels.
 
-    Scenes that cannot be read are retried, then skipped and listed in the cube's `skipped_scenes`
-    attribute; fewer than `settings["min_scenes"]` readable scenes is a `DataError`.
+    Bands are read on their native grid: those sampled twice as coarse as the tile (the 20 m bands
+    and SCL of a 10 m tile) are cloud-masked and composited at that resolution, then interpolated
+    bilinearly onto the tile grid once per composite instead of once per scene. Scenes that cannot
+    be read are retried, then skipped and listed in the cube's `skipped_scenes` attribute; fewer than
+    `settings["min_scenes"]` readable scenes is a `DataError`.
     """
-    import odc.stac
-
     from cropmap.bands import resolve_bands
 
     bands: list[str] = list(settings["bands"])
@@ -198,52 +248,69 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
         if resolve_bands(item, [*bands, scl_band]) != keys:
             raise DataError(f"items {items[0].id} and {item.id} name their bands differently; search one "
                             "collection of one provider per area")
-    readable, skipped = readable_scenes(items, list(keys.values()), **retry)
     periods = composite_periods(settings["season"], settings["interval_days"])
-    geobox = tile.geobox(halo)
-    resampling = {"*": "bilinear", keys[scl_band]: "nearest"}
-    data = odc.stac.load(
-        readable, bands=list(keys.values()), geobox=geobox, groupby="solar_day", resampling=resampling,
-        chunks={"x": 2048, "y": 2048}, fail_on_error=True,
-        # DN 0 is no data in every L2A band and in SCL, whether or not the catalog says so (Planetary
-        # Computer items publish no raster:bands): without it, bilinear blends scene edges with 0
-        stac_cfg={"*": {"assets": {"*": {"nodata": 0}}}},
-    ) if readable else None
-    ny, nx = geobox.shape
-    composites = np.full((len(periods), len(bands), ny, nx), np.nan, np.float32)
+    fine = tile.geobox(halo)
+    grids, scl_grid = _band_grids(items[0], keys, scl_band, fine)
+    ny, nx = fine.shape
+    composites = {grid: np.full((len(periods), len(grid_bands), *grid.shape), np.nan, np.float32)
+                  for grid, grid_bands in grids.items()}
     counts = np.zeros((len(periods), ny, nx), np.uint8)
-    scenes_used = 0
-    if data is not None:
-        data = data.rename({key: band for band, key in keys.items() if key != band})
-        day_items: dict[dt.date, list[pystac.Item]] = {}
-        for item in readable:
-            day_items.setdefault(_solar_day(item), []).append(item)
-        days = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in data.time.values]
-        obs_dates = np.array([np.datetime64(day) for day in days])
-        for p, (start, stop) in enumerate(tqdm(periods, desc=f"tile {tile.id}", unit="period")):
-            sel = np.flatnonzero((obs_dates >= np.datetime64(start)) & (obs_dates < np.datetime64(stop)))
-            if sel.size == 0:
-                continue
-            chunk, kept, failed = _read_period(data, sel, days, day_items, retry)
+    day_items: dict[dt.date, list[pystac.Item]] = {}
+    for item in items:
+        day_items.setdefault(_solar_day(item), []).append(item)
+    loads = _lazy_loads(items, keys, {grid: grid_bands + ([scl_band] if grid == scl_grid else [])
+                                      for grid, grid_bands in grids.items()}, scl_band)
+    days = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in loads[0].time.values]
+    obs_dates = np.array([np.datetime64(day) for day in days])
+    selections = [(p, np.flatnonzero((obs_dates >= np.datetime64(start)) & (obs_dates < np.datetime64(stop))))
+                  for p, (start, stop) in enumerate(periods)]
+    selections = [(p, sel) for p, sel in selections if sel.size]
+    scenes_used, skipped = 0, []
+    scl_on_fine = _nearest_indices(src=scl_grid, dst=fine)
+    batches = _batches(selections, max_steps=READ_BATCH_STEPS)
+
+    def read(batch):
+        steps = np.concatenate([sel for _, sel in batch])
+        return _read_period(loads, steps, days, day_items, retry)
+
+    with tqdm(total=len(selections), desc=f"tile {tile.id}", unit="period") as progress:
+        for batch in batches:
+            chunks, kept, failed = read(batch)
             skipped += failed
-            if not kept:
-                continue
-            scenes_used += sum(len(day_items.get(days[t], [])) for t in kept)
-            first_items = [day_items.get(days[t], readable)[0] for t in kept]
-            composites[p], counts[p] = _composite_chunk(chunk, first_items, bands, keys, scl_band, settings)
+            position = {t: i for i, t in enumerate(kept)}
+            for p, sel in batch:
+                progress.update()
+                steps = [t for t in sel if t in position]
+                if not steps:
+                    continue
+                scenes_used += sum(len(day_items[days[t]]) for t in steps)
+                period = [chunk.isel(time=[position[t] for t in steps]) for chunk in chunks]
+                counts[p] = _composite_period(period, grids, scl_grid, fine, scl_on_fine,
+                                              [day_items[days[t]][0] for t in steps], keys, scl_band, settings,
+                                              {grid: composites[grid][p] for grid in grids})
     if scenes_used < int(settings.get("min_scenes", 1)):
         raise DataError(
             f"tile {tile.id}: {scenes_used} readable scenes of {len(items)} ({len(skipped)} skipped: "
             f"{'; '.join(f'{s.item_id} ({s.reason})' for s in skipped[:3])}{' ...' if len(skipped) > 3 else ''}), "
             f"fewer than sits.min_scenes = {settings.get('min_scenes')}")
+    for scene in skipped:
+        log.warning("scene %s skipped: %s", scene.item_id, scene.reason)
     never_observed = counts.sum(axis=0) == 0
-    filled = fill_gaps(composites, axis=0)
     if never_observed.all():
         log.warning("tile %s has no clear observation at all: written as no data and flagged", tile.id)
-    reflectance = np.where(np.isnan(filled), -9999, np.round(filled * REFLECTANCE_SCALE)).astype(np.int16)
+    reflectance = np.empty((len(periods), len(bands), ny, nx), np.int16)
+    for grid, grid_bands in grids.items():
+        filled = fill_gaps(composites.pop(grid), axis=0)
+        if grid != fine:
+            filled = resample_bilinear(filled, src=grid, dst=fine)
+        filled *= REFLECTANCE_SCALE  # in place: the cube is the largest array of the job
+        np.round(filled, out=filled)
+        np.copyto(filled, -9999, where=np.isnan(filled))
+        for b, band in enumerate(grid_bands):
+            reflectance[:, bands.index(band)] = filled[:, b]
     centres = [np.datetime64(start + (stop - start) / 2) for start, stop in periods]
     coords = {"time": np.array(centres, dtype="datetime64[ns]"), "band": bands,
-              "y": geobox.coords["y"].values, "x": geobox.coords["x"].values}
+              "y": fine.coords["y"].values, "x": fine.coords["x"].values}
     cube = xr.Dataset(
         {
             "reflectance": (("time", "band", "y", "x"), reflectance,
@@ -259,51 +326,208 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
                "skipped_scenes": json.dumps([s.as_dict() for s in skipped]),
                "no_clear_observation": int(never_observed.all())},
     )
-    cube = cube.rio.write_crs(tile.crs).rio.write_transform(geobox.affine)
+    cube = cube.rio.write_crs(tile.crs).rio.write_transform(fine.affine)
     return cube
 
 
-def _read_period(data: xr.Dataset, sel: np.ndarray, days: list[dt.date],
-                 day_items: dict[dt.date, list[pystac.Item]], retry: dict[str, Any]):
-    """(the period's readable time steps in memory, their indices, the scenes skipped as unreadable).
+def _band_grids(item: pystac.Item, keys: dict[str, str], scl_band: str, fine) -> tuple[dict[Any, list[str]], Any]:
+    """({GeoBox: the reflectance bands read on it}, the GeoBox SCL is read on).
 
-    The whole period is read at once; when that fails, each solar day is read alone (with retries) so
+    Bands (and SCL) stored at twice the tile's pixel size get a grid of that pixel size aligned
+    with their own (a 20 m grid snapped to multiples of 20 m) and one pixel wider than the tile, so
+    that interpolation at the tile's edge sees the true neighbours; the others are read on the tile
+    grid. Without SCL at twice the pixel size, all go on the tile grid."""
+    from odc.geo.geobox import GeoBox
+
+    from cropmap.bands import native_resolution
+
+    res = abs(fine.resolution.x)
+    coarse_res = 2 * res
+    coarse = [band for band in keys if abs(native_resolution(item, keys[band], band) - coarse_res) < 1e-6 * res]
+    if scl_band not in coarse:
+        coarse = []
+    grids: dict[Any, list[str]] = {fine: [band for band in keys if band not in coarse and band != scl_band]}
+    if not coarse:
+        return grids, fine
+    left, bottom, right, top = fine.boundingbox
+    coarse_box = GeoBox.from_bbox(
+        (np.floor(left / coarse_res - 1) * coarse_res, np.floor(bottom / coarse_res - 1) * coarse_res,
+         np.ceil(right / coarse_res + 1) * coarse_res, np.ceil(top / coarse_res + 1) * coarse_res),
+        fine.crs, resolution=coarse_res)
+    grids[coarse_box] = [band for band in coarse if band != scl_band]
+    return grids, coarse_box
+
+
+def _lazy_loads(items: Sequence[pystac.Item], keys: dict[str, str], grids: dict[Any, list[str]],
+                scl_band: str) -> list[xr.Dataset]:
+    """One lazy odc-stac load per grid, its variables named by the configured bands."""
+    import odc.stac
+
+    from cropmap.scenes import CheckedRioDriver, stated_crs_by_href
+
+    driver = CheckedRioDriver(stated_crs_by_href(items, list(keys.values())))
+    loads = []
+    for grid, grid_bands in grids.items():
+        data = odc.stac.load(
+            items, bands=[keys[band] for band in grid_bands], geobox=grid, groupby="solar_day",
+            resampling={"*": "bilinear", keys[scl_band]: "nearest"}, chunks={"x": 2048, "y": 2048},
+            fail_on_error=True, driver=driver,
+            # DN 0 is no data in every L2A band and in SCL, whether or not the catalog says so (Planetary
+            # Computer items publish no raster:bands): without it, bilinear blends scene edges with 0
+            stac_cfg={"*": {"assets": {"*": {"nodata": 0}}}},
+        )
+        loads.append(data.rename({keys[band]: band for band in grid_bands if keys[band] != band}))
+    return loads
+
+
+def _batches(selections: list[tuple[int, np.ndarray]], *, max_steps: int) -> list[list[tuple[int, np.ndarray]]]:
+    """Consecutive periods grouped so that a group holds at most `max_steps` time steps (or one period)."""
+    batches: list[list[tuple[int, np.ndarray]]] = []
+    for selection in selections:
+        if batches and sum(sel.size for _, sel in batches[-1]) + selection[1].size <= max_steps:
+            batches[-1].append(selection)
+        else:
+            batches.append([selection])
+    return batches
+
+
+def _read_period(loads: list[xr.Dataset], sel: np.ndarray, days: list[dt.date],
+                 day_items: dict[dt.date, list[pystac.Item]], retry: dict[str, Any]):
+    """(the readable time steps of `sel` in memory, one Dataset per grid; their indices; the scenes
+    skipped as unreadable).
+
+    All steps are read at once; when that fails, each solar day is read alone (with retries) so
     that only the days that fail are dropped.
     """
+    import dask
+
+    def read(steps):
+        return dask.compute(*[data.isel(time=steps) for data in loads])
+
     try:
-        chunk = with_retries(lambda: data.isel(time=sel).compute(), what=f"period of {days[sel[0]]}", **retry)
-        return chunk, list(sel), []
-    except (OSError, RasterioError) as err:
-        log.warning("reading the period of %s failed (%s); reading its days one by one", days[sel[0]], first_line(err))
+        return with_retries(lambda: read(sel), what=f"period of {days[sel[0]]}", **retry), list(sel), []
+    except (OSError, RasterioError, AssetMismatch) as err:
+        log.info("reading the period of %s failed (%s); reading its days one by one", days[sel[0]], first_line(err))
     good, failed = [], []
     for t in sel:
         try:
-            with_retries(lambda t=t: data.isel(time=[t]).compute(), what=f"scenes of {days[t]}", **retry)
+            with_retries(lambda t=t: read([t]), what=f"scenes of {days[t]}", **retry)
             good.append(t)
+        except AssetMismatch as err:
+            failed += [SkippedScene(item.id, "*", first_line(err)) for item in day_items.get(days[t], [])]
         except (OSError, RasterioError) as err:
             reason = f"cannot be read after {retry['retries']} retries: {first_line(err)}"
-            for item in day_items.get(days[t], []):
-                log.warning("scene %s skipped: %s", item.id, reason)
-                failed.append(SkippedScene(item.id, "*", reason))
+            failed += [SkippedScene(item.id, "*", reason) for item in day_items.get(days[t], [])]
     if not good:
         return None, [], failed
-    return data.isel(time=good).compute(), good, failed
+    return read(good), good, failed
 
 
-def _composite_chunk(chunk: xr.Dataset, step_items: list[pystac.Item], bands: list[str], keys: dict[str, str],
-                     scl_band: str, settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Median composite of one period's loaded time steps (DN scaled to reflectance per scene)."""
-    scl = chunk[scl_band].values
-    clear = clear_mask(scl, masked_classes=settings["masked_scl_classes"], dilation_px=settings["cloud_dilation_px"])
-    n, ny, nx = scl.shape
-    values = np.empty((n, len(bands), ny, nx), np.float32)
-    for b, band in enumerate(bands):
-        dn = chunk[band].values.astype(np.float32)
-        for k, item in enumerate(step_items):
-            scale, offset = reflectance_scaling(item, keys[band])
-            values[k, b] = np.where(dn[k] == 0, np.nan, dn[k] * scale + offset)
-    clear &= ~np.isnan(values).any(axis=1)
-    return composite(values, clear)
+def _composite_period(chunks: Sequence[xr.Dataset], grids: dict[Any, list[str]], scl_grid, fine, scl_on_fine,
+                      step_items: list[pystac.Item], keys: dict[str, str], scl_band: str, settings: dict[str, Any],
+                      out: dict[Any, np.ndarray]) -> np.ndarray:
+    """Median composites of one period's loaded time steps into `out` ({grid: (bands, y, x)}), DN
+    scaled to reflectance per scene; returns the clear-observation counts on the tile grid.
+    `scl_on_fine`: the row and column indices of the SCL pixel nearest each tile pixel."""
+    classes, dilation = settings["masked_scl_classes"], int(settings["cloud_dilation_px"])
+    by_grid = dict(zip(grids, chunks))
+    scl = by_grid[scl_grid][scl_band].values
+    # DN 0 is no data: an observation counts where every band of its grid has data
+    valid = {grid: _has_data(np.minimum.reduce([by_grid[grid][band].values for band in grid_bands]))
+             for grid, grid_bands in grids.items() if grid_bands}
+    if scl_grid == fine:
+        clear = {fine: clear_mask(scl, masked_classes=classes, dilation_px=dilation) & valid[fine]}
+    else:
+        rows, cols = scl_on_fine
+        fine_clear = clear_mask(scl[:, rows][:, :, cols], masked_classes=classes, dilation_px=dilation)
+        fine_clear &= valid[scl_grid][:, rows][:, :, cols]
+        if grids[fine]:
+            fine_clear &= valid[fine]
+        # dilation in coarse pixels, rounded up: at least as wide as on the tile grid
+        clear = {fine: fine_clear, scl_grid: clear_mask(scl, masked_classes=classes, dilation_px=-(-dilation // 2))
+                 & valid[scl_grid]}
+    for grid, grid_bands in grids.items():
+        if not grid_bands:
+            continue
+        dn = np.stack([by_grid[grid][band].values for band in grid_bands], axis=1)
+        scaling = [{reflectance_scaling(item, keys[band]) for item in step_items} for band in grid_bands]
+        if np.issubdtype(dn.dtype, np.unsignedinteger) and all(len(pairs) == 1 for pairs in scaling):
+            # the usual case: composite the DNs, scale the median
+            median = composite_dn(dn, clear[grid])
+            for b, ((scale, offset),) in enumerate(scaling):
+                out[grid][b] = median[b] * np.float32(scale) + np.float32(offset)
+            continue
+        values = np.empty(dn.shape, np.float32)
+        for b, band in enumerate(grid_bands):
+            for k, item in enumerate(step_items):
+                scale, offset = reflectance_scaling(item, keys[band])
+                np.multiply(dn[k, b], np.float32(scale), out=values[k, b])
+                values[k, b] += np.float32(offset)
+        out[grid][...], _ = composite(values, clear[grid])
+    return np.minimum(clear[fine].sum(axis=0), 255).astype(np.uint8)
+
+
+def _has_data(dn: np.ndarray) -> np.ndarray:
+    """DN 0 (and NaN, for assets loaded as float) is no data."""
+    return (dn != 0) & ~np.isnan(dn) if np.issubdtype(dn.dtype, np.floating) else dn != 0
+
+
+def _pixel_positions(*, src, dst) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column coordinates, in `src` pixels (0 = centre of the first), of the centres of
+    `dst`'s pixels. Both grids are north-up in the same CRS."""
+    a, b = src.affine, dst.affine
+    rows = (b.f + (np.arange(dst.shape[0]) + 0.5) * b.e - a.f) / a.e - 0.5
+    cols = (b.c + (np.arange(dst.shape[1]) + 0.5) * b.a - a.c) / a.a - 0.5
+    return rows, cols
+
+
+def _nearest_indices(*, src, dst) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = _pixel_positions(src=src, dst=dst)
+    return (np.clip(np.floor(rows + 0.5), 0, src.shape[0] - 1).astype(np.intp),
+            np.clip(np.floor(cols + 0.5), 0, src.shape[1] - 1).astype(np.intp))
+
+
+def resample_bilinear(values: np.ndarray, *, src, dst) -> np.ndarray:
+    """`values` (..., y, x) on GeoBox `src` interpolated bilinearly at the pixel centres of GeoBox `dst`
+    (same CRS, north-up). NaN is no data: a value is interpolated from its valid neighbours only."""
+    rows, cols = _pixel_positions(src=src, dst=dst)
+    row_low, row_w = _linear_weights(rows, src.shape[0])
+    col_low, col_w = _linear_weights(cols, src.shape[1])
+    missing = np.isnan(values)
+    out = np.empty((*values.shape[:-2], *dst.shape), np.float32)
+
+    def interpolate(a, r):  # the output rows r of a, interpolated along y, then x
+        along_y = _lerp(a, row_low[r], row_w[r][:, None], axis=a.ndim - 2)
+        return _lerp(along_y, col_low, col_w, axis=a.ndim - 1)
+
+    def block(r):
+        if not missing.any():
+            out[..., r, :] = interpolate(values, r)
+            return
+        weight = interpolate((~missing).astype(np.float32), r)
+        total = interpolate(np.where(missing, np.float32(0), values), r)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[..., r, :] = np.where(weight > 1e-6, total / weight, np.nan)
+
+    # output rows are independent and numpy releases the GIL: one block of them per core
+    with ThreadPoolExecutor(max_workers=_cpus()) as pool:
+        list(pool.map(block, np.array_split(np.arange(dst.shape[0]), _cpus())))
+    return out
+
+
+def _linear_weights(positions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the source pixel at or before each position, weight of the one after it)."""
+    low = np.clip(np.floor(positions), 0, max(n - 2, 0)).astype(np.intp)
+    return low, np.clip(positions - low, 0, 1).astype(np.float32)
+
+
+def _lerp(a: np.ndarray, low: np.ndarray, weight: np.ndarray, *, axis: int) -> np.ndarray:
+    result = np.take(a, low, axis=axis)
+    step = np.take(a, np.minimum(low + 1, a.shape[axis] - 1), axis=axis)
+    step -= result
+    step *= weight
+    result += step
+    return result
 
 
 def _set_environment(variables: dict[str, str]) -> None:
