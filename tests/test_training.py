@@ -86,7 +86,7 @@ def test_training_is_reproducible_and_learns(tmp_path):
 @pytest.fixture(scope="module")
 def demo_tile(tmp_path_factory):
     """One 64 px tile of the demo area, composited every 10 days from April to September, with its
-    consensus labels."""
+    consensus labels (crop and non-crop)."""
     from test_scenes import _config
 
     from cropmap.config import step_settings
@@ -103,6 +103,7 @@ def demo_tile(tmp_path_factory):
     config["areas"]["demo"]["glc"] = {"worldcover": {"type": "esa-worldcover", "path": str(root / "glc/worldcover.tif")},
                                       "glad": {"type": "glad-cropland", "path": str(root / "glc/glad_cropland.tif")}}
     config["sits"]["interval_days"] = 10
+    config["areas"]["demo"]["demo"]["seed"] = 2  # a landscape whose consensus holds both classes in this tile
     make_demo(settings=step_settings(config, "demo", "demo"), out_dir=root)
     items = list(search_items(settings=step_settings(config, "demo", "search")))
     settings = step_settings(config, "demo", "sits")
@@ -115,14 +116,35 @@ def demo_tile(tmp_path_factory):
     return load_tiles([str(root / "cube.nc")], [str(root / "labels.tif")])
 
 
-def test_pretraining_on_the_demo_data_beats_the_mean_value_baseline(demo_tile, tmp_path):
+@pytest.fixture(scope="module")
+def demo_pretraining(demo_tile, tmp_path_factory):
+    """(checkpoint, loss curve rows) of 200 steps of masked pretraining on the demo tile."""
     import csv
 
-    pretrain(tiles=demo_tile, settings=dict(PRETRAIN, steps=200, patch_size=24), out_path=tmp_path / "p.pt",
-             curve_csv=tmp_path / "p.csv", curve_png=tmp_path / "p.png")
-    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    root = tmp_path_factory.mktemp("demo_pretraining")
+    pretrain(tiles=demo_tile, settings=dict(PRETRAIN, steps=200, patch_size=24), out_path=root / "p.pt",
+             curve_csv=root / "p.csv", curve_png=root / "p.png")
+    return load_checkpoint(root / "p.pt"), list(csv.DictReader(open(root / "p.csv")))
+
+
+def test_pretraining_on_the_demo_data_beats_the_mean_value_baseline(demo_pretraining):
+    _, rows = demo_pretraining
     first = np.mean([float(r["masked_mse"]) for r in rows[:10]])
     mse = np.mean([float(r["masked_mse"]) for r in rows[-20:]])
     baseline = np.mean([float(r["mean_value_mse"]) for r in rows[-20:]])
     assert mse < 0.5 * baseline, (mse, baseline)
     assert mse < 0.5 * first  # it learned, not merely started low
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fine_tuning_from_pretraining_starts_from_a_lower_loss(demo_tile, demo_pretraining, tmp_path, seed):
+    """The loss fine-tuning starts from: that of the head fitted to the frozen encoder (LP-FT), on the
+    same consensus pixels, with the pretrained encoder and with a freshly initialised one."""
+    checkpoint, _ = demo_pretraining
+    settings = dict(SETTINGS, steps=1, patch_size=24, batch_size=4, seed=seed)
+    start = {}
+    for name, pretrained in (("scratch", None), ("pretrained", checkpoint)):
+        result = train(tiles=demo_tile, settings=settings, pretrained=pretrained, out_path=tmp_path / f"{name}.pt",
+                       metrics_csv=tmp_path / f"{name}.csv", curves_png=tmp_path / f"{name}.png")
+        start[name] = result["probe_loss"]
+    assert start["pretrained"] < 0.95 * start["scratch"], start

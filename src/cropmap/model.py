@@ -99,6 +99,10 @@ class SpatioTemporalNet(nn.Module):
 
     def forward(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes, H, W)."""
+        return self.classifier(self.features(x, doy)).permute(0, 3, 1, 2)
+
+    def features(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
+        """The per-pixel features (B, H, W, d) the classifier reads."""
         tfeat, s = self.encode(x, doy)
         b, h, w, t, d = tfeat.shape
         value = tfeat.max(dim=3).values  # (B, H, W, d)
@@ -109,5 +113,4 @@ class SpatioTemporalNet(nn.Module):
         vals = vals.flatten(2).transpose(1, 2)
         q = self.query(value.reshape(b, h * w, d))
         attended = F.scaled_dot_product_attention(q, keys, vals)  # (B, HW, d)
-        out = self.gamma * attended + value.reshape(b, h * w, d)
-        return self.classifier(out).transpose(1, 2).reshape(b, -1, h, w)
+        return (self.gamma * attended + value.reshape(b, h * w, d)).reshape(b, h, w, d)

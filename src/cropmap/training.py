@@ -36,8 +36,8 @@ from cropmap.model import ModelConfig, SpatioTemporalNet, pick_device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["vegetation_mask", "masked_mse", "visual_similarity_loss", "spatial_aggregation_loss",
-           "pretrain", "train", "load_checkpoint", "save_checkpoint"]
+__all__ = ["fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
+           "train", "vegetation_mask", "visual_similarity_loss"]
 
 NEIGHBOUR_OFFSETS = [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2)]
 
@@ -219,9 +219,13 @@ def train(*, tiles: Sequence[TileArrays], settings: dict[str, Any], pretrained: 
     if pretrained is not None:
         missing = model.load_state_dict(pretrained["state_dict"], strict=False)
         log.info("started from the pretrained encoder (missing: %s)", missing.missing_keys)
-    opt = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
     val_frac = settings["validation_fraction"]
     train_rows = (0.0, 1.0 - val_frac)
+    probe_loss = None
+    if settings.get("head_init", "probe") == "probe":
+        probe_loss = fit_head(model, tiles, settings=settings, mean=mean, std=std, device=device, rng=rng,
+                              rows=train_rows)
+    opt = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
     counts = np.zeros(2)
     for t in tiles:
         h = t.labels.shape[0]
@@ -277,10 +281,56 @@ def train(*, tiles: Sequence[TileArrays], settings: dict[str, Any], pretrained: 
             break
     payload = {"kind": "classifier", "model_config": config.to_dict(), "state_dict": best["state"],
                "band_mean": torch.from_numpy(mean), "band_std": torch.from_numpy(std), "bands": list(bands),
-               "best_step": best["step"], "val_f1": best["f1"], "settings": _plain(settings)}
+               "best_step": best["step"], "val_f1": best["f1"], "probe_loss": probe_loss, "settings": _plain(settings)}
     save_checkpoint(out_path, payload)
     _write_curve(metrics_csv, rows, curves_png, "weakly supervised training")
-    return {"best_step": best["step"], "val_f1": best["f1"], "steps_run": len(rows)}
+    return {"best_step": best["step"], "val_f1": best["f1"], "steps_run": len(rows), "probe_loss": probe_loss}
+
+
+@torch.no_grad()
+def fit_head(model: SpatioTemporalNet, tiles: Sequence[TileArrays], *, settings: dict[str, Any], mean: np.ndarray,
+             std: np.ndarray, device: torch.device, rng: np.random.Generator, rows: tuple[float, float],
+             batches: int = 8, max_pixels: int = 20000) -> float | None:
+    """Fit the classifier to the frozen encoder: a class-balanced logistic regression on the features
+    of consensus-labelled pixels from `batches` training batches (the linear probe of LP-FT, Kumar et
+    al. 2022). A random head on pretrained features starts with large, wrong logits, and its first
+    gradients distort the features it should be reading. Returns the probe's weighted log loss, or
+    None (head left as it is) without both classes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    model.eval()
+    features, labels = [], []
+    for _ in range(batches):
+        patches, doys, patch_labels = sample_patches(tiles, size=settings["patch_size"], count=settings["batch_size"],
+                                                     rng=rng, rows=rows)
+        x, doy = to_batch(patches, doys, mean, std, device)
+        y = np.stack(patch_labels).reshape(-1)
+        f = model.features(x, doy).float().reshape(y.size, -1).cpu().numpy()
+        features.append(f[y != 255])
+        labels.append(y[y != 255])
+    X, y = np.concatenate(features), np.concatenate(labels).astype(int)
+    if X.shape[0] > max_pixels:
+        keep = rng.choice(X.shape[0], max_pixels, replace=False)
+        X, y = X[keep], y[keep]
+    if len(np.unique(y)) < 2 or not np.isfinite(X).all():
+        # a non-finite encoder is reported by the first training step, which names the step
+        log.warning("head left random: the probe batches hold %s",
+                    "a single class" if np.isfinite(X).all() else "non-finite features")
+        return None
+    centre, scale = X.mean(axis=0), X.std(axis=0) + 1e-6
+    probe = LogisticRegression(class_weight="balanced", max_iter=1000).fit((X - centre) / scale, y)
+    # back to raw features: w . (f - c) / s + b
+    coef = probe.coef_ / scale
+    intercept = probe.intercept_ - coef @ centre
+    if coef.shape[0] == 1:  # binary: the two logits differ by w . f + b
+        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    model.classifier.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+    model.classifier.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
+    weights = len(y) / (2 * np.bincount(y, minlength=2)[y])
+    loss = float(log_loss(y, probe.predict_proba((X - centre) / scale), sample_weight=weights))
+    log.info("classifier fitted on frozen features of %d labelled pixels: log loss %.3f", len(y), loss)
+    return loss
 
 
 def _validation_batches(tiles, settings, val_frac, max_patches: int = 64) -> list[tuple]:
