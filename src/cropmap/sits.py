@@ -135,10 +135,7 @@ def fill_gaps(cube: np.ndarray, *, axis: int = 0) -> np.ndarray:
     shape, n = data.shape, data.shape[0]
     flat = np.ascontiguousarray(data.reshape(n, -1))
     filled = flat.copy()
-    rows = np.array_split(np.arange(flat.shape[1]), max(1, min(_cpus(), flat.size // 1_000_000)))
-    # the series are independent and numpy releases the GIL: one block of them per core
-    with ThreadPoolExecutor(max_workers=len(rows)) as pool:
-        list(pool.map(lambda r: _fill_block(flat[:, r[0]:r[-1] + 1], filled[:, r[0]:r[-1] + 1]), rows))
+    _in_blocks(flat.shape[1], lambda cols: _fill_block(flat[:, cols], filled[:, cols]))
     return np.moveaxis(filled.reshape(shape), 0, axis)
 
 
@@ -172,8 +169,17 @@ def _fill_block(series: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out[t], result, where=~ok[t])
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def _in_blocks(n: int, work, *, min_block: int = 64) -> None:
+    """`work(block)` for consecutive slices of range(n), one per core: the numpy work of cube
+    building releases the GIL, so the blocks run in parallel."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    count = max(1, min(cpus, n // min_block))
+    bounds = np.linspace(0, n, count + 1).round().astype(int)
+    if count == 1:
+        work(slice(0, n))
+        return
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        list(pool.map(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
 
 
 def reflectance_scaling(item: pystac.Item, asset_key: str) -> tuple[float, float]:
@@ -453,7 +459,12 @@ def _composite_period(chunks: Sequence[xr.Dataset], grids: dict[Any, list[str]],
         scaling = [{reflectance_scaling(item, keys[band]) for item in step_items} for band in grid_bands]
         if np.issubdtype(dn.dtype, np.unsignedinteger) and all(len(pairs) == 1 for pairs in scaling):
             # the usual case: composite the DNs, scale the median
-            median = composite_dn(dn, clear[grid])
+            median = np.empty(dn.shape[1:], np.float32)
+
+            def composite_rows(rows: slice, dn=dn, grid_clear=clear[grid], median=median) -> None:
+                median[:, rows] = composite_dn(dn[..., rows, :], grid_clear[:, rows])
+
+            _in_blocks(grid.shape[0], composite_rows)  # pixels are independent
             for b, ((scale, offset),) in enumerate(scaling):
                 out[grid][b] = median[b] * np.float32(scale) + np.float32(offset)
             continue
@@ -500,7 +511,7 @@ def resample_bilinear(values: np.ndarray, *, src, dst) -> np.ndarray:
         along_y = _lerp(a, row_low[r], row_w[r][:, None], axis=a.ndim - 2)
         return _lerp(along_y, col_low, col_w, axis=a.ndim - 1)
 
-    def block(r):
+    def block(r: slice) -> None:
         if not missing.any():
             out[..., r, :] = interpolate(values, r)
             return
@@ -509,9 +520,7 @@ def resample_bilinear(values: np.ndarray, *, src, dst) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             out[..., r, :] = np.where(weight > 1e-6, total / weight, np.nan)
 
-    # output rows are independent and numpy releases the GIL: one block of them per core
-    with ThreadPoolExecutor(max_workers=_cpus()) as pool:
-        list(pool.map(block, np.array_split(np.arange(dst.shape[0]), _cpus())))
+    _in_blocks(dst.shape[0], block)  # output rows are independent
     return out
 
 
