@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 # a COG is one file: do not list its folder (an extra request per file on remote archives)
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 
-__all__ = ["REFLECTANCE_SCALE", "build_tile_cube", "clear_mask", "composite", "composite_dn", "composite_periods", "dask_client",
-           "fill_gaps", "open_cube", "read_items_for_tile", "resample_bilinear", "write_cube"]
+__all__ = ["REFLECTANCE_SCALE", "build_tile_cube", "clear_mask", "composite", "composite_dn", "composite_periods",
+           "dask_client", "fill_gaps", "open_cube", "read_items_for_tile", "resample_bilinear", "write_cube"]
 
 REFLECTANCE_SCALE = 10000  # stored int16 = reflectance * 10000
 # time steps read in one go: fewer dask graphs, while memory stays bounded (~3 MB per 512 px step)
@@ -273,15 +273,10 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     selections = [(p, sel) for p, sel in selections if sel.size]
     scenes_used, skipped = 0, []
     scl_on_fine = _nearest_indices(src=scl_grid, dst=fine)
-    batches = _batches(selections, max_steps=READ_BATCH_STEPS)
-
-    def read(batch):
-        steps = np.concatenate([sel for _, sel in batch])
-        return _read_period(loads, steps, days, day_items, retry)
-
     with tqdm(total=len(selections), desc=f"tile {tile.id}", unit="period") as progress:
-        for batch in batches:
-            chunks, kept, failed = read(batch)
+        for batch in _batches(selections, max_steps=READ_BATCH_STEPS):
+            batch_steps = np.concatenate([sel for _, sel in batch])
+            chunks, kept, failed = _read_steps(loads, batch_steps, days, day_items, retry)
             skipped += failed
             position = {t: i for i, t in enumerate(kept)}
             for p, sel in batch:
@@ -397,7 +392,7 @@ def _batches(selections: list[tuple[int, np.ndarray]], *, max_steps: int) -> lis
     return batches
 
 
-def _read_period(loads: list[xr.Dataset], sel: np.ndarray, days: list[dt.date],
+def _read_steps(loads: list[xr.Dataset], sel: np.ndarray, days: list[dt.date],
                  day_items: dict[dt.date, list[pystac.Item]], retry: dict[str, Any]):
     """(the readable time steps of `sel` in memory, one Dataset per grid; their indices; the scenes
     skipped as unreadable).
