@@ -14,6 +14,10 @@ cropmap uses the standard CRF-style forms:
   dates and bands) weights the disagreement 1 - p_i . p_j of their class probabilities;
 - spatial aggregation: the squared difference between each pixel's class probabilities and their
   5x5 local mean, so cropland comes out as contiguous fields rather than speckle.
+
+Before the first step the classifier is fitted to the frozen encoder (`fit_head`, the linear probe
+of LP-FT): a random head on pretrained features starts from a higher loss than from scratch, and
+its first gradients distort the features it should be reading.
 """
 
 from __future__ import annotations
