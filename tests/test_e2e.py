@@ -234,7 +234,9 @@ def _kill_during(workflow: Path, command: str, *args: str, nth: int = 1) -> None
         while True:
             assert proc.poll() is None, f"snakemake ended before {command} job {nth} could be killed"
             assert time.monotonic() < deadline, f"{command} job {nth} did not start"
-            jobs = subprocess.run(["pgrep", "-f", f"bin/cropmap {command} "], capture_output=True, text=True).stdout.split()
+            # only this run's jobs (its session), not another workflow's on the same machine
+            jobs = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", f"bin/cropmap {command} "],
+                                  capture_output=True, text=True).stdout.split()
             seen += [pid for pid in jobs if pid not in seen]
             if len(seen) >= nth and seen[nth - 1] in jobs:
                 time.sleep(0.5)
