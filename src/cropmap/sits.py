@@ -85,12 +85,8 @@ def composite(values: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.nda
     masked = np.where(clear[:, None] & ~np.isnan(values), values, np.inf).astype(np.float32)
     # +inf sorts last, so the valid observations of each pixel come first
     ordered = _sort_observations(masked)
-    valid = np.isfinite(ordered).sum(axis=0, dtype=np.int16)
-    median = np.full(values.shape[1:], np.nan, np.float32)
-    # a period holds a few observations: one masked copy per possible count beats a fancy-index gather
-    for k in range(1, values.shape[0] + 1):
-        np.copyto(median, 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2]), where=valid == k)
-    return median, np.minimum(count, 255).astype(np.uint8)
+    return _median_of_sorted(ordered, np.isfinite(ordered).sum(axis=0, dtype=np.int16)), \
+        np.minimum(count, 255).astype(np.uint8)
 
 
 def composite_dn(dn: np.ndarray, clear: np.ndarray) -> np.ndarray:
@@ -100,13 +96,17 @@ def composite_dn(dn: np.ndarray, clear: np.ndarray) -> np.ndarray:
     Returns the (bands, y, x) float32 median, NaN where no clear observation. Sorting the integers
     moves half the bytes of float32.
     """
-    median = np.full(dn.shape[1:], np.nan, np.float32)
-    if dn.shape[0] == 0:
-        return median
     # the type's maximum sorts last, after the clear observations
     ordered = _sort_observations(np.where(clear[:, None], dn, np.iinfo(dn.dtype).max))
-    valid = clear.sum(axis=0, dtype=np.int16)[None]
-    for k in range(1, dn.shape[0] + 1):
+    return _median_of_sorted(ordered, clear.sum(axis=0, dtype=np.int16)[None])
+
+
+def _median_of_sorted(ordered: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Median of the first `valid` entries along axis 0 of `ordered` (float32, NaN where none).
+
+    A period holds a few observations: one masked copy per possible count beats a fancy-index gather."""
+    median = np.full(ordered.shape[1:], np.nan, np.float32)
+    for k in range(1, ordered.shape[0] + 1):
         low, high = ordered[(k - 1) // 2].astype(np.float32), ordered[k // 2]
         np.copyto(median, 0.5 * (low + high), where=valid == k)
     return median
