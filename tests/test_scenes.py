@@ -208,6 +208,18 @@ def test_items_of_other_tiles_are_not_read(area):
 
 
 
+def test_a_cube_of_the_10m_bands_alone_has_their_values_in_the_full_cube(area):
+    """SCL stays on its 20 m grid when no reflectance band is read there."""
+    config, items, tile = area
+    settings = step_settings(config, "demo", "sits")
+    full = build_tile_cube(items=items, tile=tile, settings=settings)
+    ten_m = ["B02", "B03", "B04", "B08"]
+    alone = build_tile_cube(items=items, tile=tile, settings={**settings, "bands": ten_m})
+    assert list(alone["band"].values) == ten_m
+    np.testing.assert_array_equal(alone["reflectance"].values, full["reflectance"].sel(band=ten_m).values)
+    np.testing.assert_array_equal(alone["clear_count"].values, full["clear_count"].values)
+
+
 def test_a_distributed_dask_scheduler_builds_the_same_cube(area):
     distributed = pytest.importorskip("distributed")
     config, items, tile = area

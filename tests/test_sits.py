@@ -101,6 +101,24 @@ def test_resampling_matches_gdal_bilinear_on_aligned_grids():
     np.testing.assert_allclose(holed[:, 8, 8], expected, rtol=1e-5)
 
 
+def test_resampling_leaves_out_holes_of_each_date_alone():
+    """A hole on one date only is renormalised on that date; the others are plain bilinear."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    rng = np.random.default_rng(4)
+    coarse = GeoBox((12, 14), Affine(20, 0, 600000, 0, -20, 4000000), "EPSG:32614")
+    fine = GeoBox((20, 24), Affine(10, 0, 600020, 0, -10, 3999980), "EPSG:32614")
+    values = rng.random((3, *coarse.shape)).astype(np.float32)
+    whole = resample_bilinear(values, src=coarse, dst=fine)
+    values[1, 5, 5] = np.nan
+    holed = resample_bilinear(values, src=coarse, dst=fine)
+    np.testing.assert_allclose(holed[[0, 2]], whole[[0, 2]], rtol=1e-6)
+    a = values[1, 4:6, 4:6]
+    np.testing.assert_allclose(holed[1, 8, 8], (a[0, 0] / 16 + 3 * a[0, 1] / 16 + 3 * a[1, 0] / 16) / (7 / 16),
+                               rtol=1e-5)
+
+
 def _reference_fill(series):
     t = np.arange(series.size)
     ok = ~np.isnan(series)

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -256,27 +257,26 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
                             "collection of one provider per area")
     periods = composite_periods(settings["season"], settings["interval_days"])
     fine = tile.geobox(halo)
-    grids, scl_grid = _band_grids(items[0], keys, scl_band, fine)
+    grids = _band_grids(items[0], keys, scl_band, fine)
     ny, nx = fine.shape
-    composites = {grid: np.full((len(periods), len(grid_bands), *grid.shape), np.nan, np.float32)
-                  for grid, grid_bands in grids.items()}
+    composites = {grid: np.full((len(periods), len(grid.bands), *grid.geobox.shape), np.nan, np.float32)
+                  for grid in grids}
     counts = np.zeros((len(periods), ny, nx), np.uint8)
     day_items: dict[dt.date, list[pystac.Item]] = {}
     for item in items:
         day_items.setdefault(_solar_day(item), []).append(item)
-    loads = _lazy_loads(items, keys, {grid: grid_bands + ([scl_band] if grid == scl_grid else [])
-                                      for grid, grid_bands in grids.items()}, scl_band)
-    days = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in loads[0].time.values]
+    loads = _lazy_loads(items, keys, grids, scl_band)
+    days = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in loads[grids[0]].time.values]
     obs_dates = np.array([np.datetime64(day) for day in days])
     selections = [(p, np.flatnonzero((obs_dates >= np.datetime64(start)) & (obs_dates < np.datetime64(stop))))
                   for p, (start, stop) in enumerate(periods)]
     selections = [(p, sel) for p, sel in selections if sel.size]
     scenes_used, skipped = 0, []
-    scl_on_fine = _nearest_indices(src=scl_grid, dst=fine)
+    scl_on_fine = _nearest_indices(src=next(grid for grid in grids if grid.scl).geobox, dst=fine)
     with tqdm(total=len(selections), desc=f"tile {tile.id}", unit="period") as progress:
         for batch in _batches(selections, max_steps=READ_BATCH_STEPS):
             batch_steps = np.concatenate([sel for _, sel in batch])
-            chunks, kept, failed = _read_steps(loads, batch_steps, days, day_items, retry)
+            arrays, kept, failed = _read_steps(loads, batch_steps, days, day_items, retry)
             skipped += failed
             position = {t: i for i, t in enumerate(kept)}
             for p, sel in batch:
@@ -285,10 +285,13 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
                 if not steps:
                     continue
                 scenes_used += sum(len(day_items[days[t]]) for t in steps)
-                period = [chunk.isel(time=[position[t] for t in steps]) for chunk in chunks]
-                counts[p] = _composite_period(period, grids, scl_grid, fine, scl_on_fine,
-                                              [day_items[days[t]][0] for t in steps], keys, scl_band, settings,
-                                              {grid: composites[grid][p] for grid in grids})
+                at = [position[t] for t in steps]
+                # a period's steps are usually consecutive: a slice is a view, a list a copy
+                take = slice(at[0], at[-1] + 1) if at[-1] - at[0] == len(at) - 1 else at
+                period = {grid: {name: array[take] for name, array in grid_arrays.items()}
+                          for grid, grid_arrays in arrays.items()}
+                counts[p] = _composite_period(period, grids, scl_on_fine, [day_items[days[t]][0] for t in steps],
+                                              keys, scl_band, settings, {grid: composites[grid][p] for grid in grids})
     if scenes_used < int(settings.get("min_scenes", 1)):
         raise DataError(
             f"tile {tile.id}: {scenes_used} readable scenes of {len(items)} ({len(skipped)} skipped: "
@@ -300,14 +303,14 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     if never_observed.all():
         log.warning("tile %s has no clear observation at all: written as no data and flagged", tile.id)
     reflectance = np.empty((len(periods), len(bands), ny, nx), np.int16)
-    for grid, grid_bands in grids.items():
+    for grid in grids:
         filled = fill_gaps(composites.pop(grid), axis=0)
-        if grid != fine:
-            filled = resample_bilinear(filled, src=grid, dst=fine)
+        if grid.geobox is not fine:
+            filled = resample_bilinear(filled, src=grid.geobox, dst=fine)
         filled *= REFLECTANCE_SCALE  # in place: the cube is the largest array of the job
         np.round(filled, out=filled)
         np.copyto(filled, -9999, where=np.isnan(filled))
-        for b, band in enumerate(grid_bands):
+        for b, band in enumerate(grid.bands):
             reflectance[:, bands.index(band)] = filled[:, b]
     centres = [np.datetime64(start + (stop - start) / 2) for start, stop in periods]
     coords = {"time": np.array(centres, dtype="datetime64[ns]"), "band": bands,
@@ -331,8 +334,17 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     return cube
 
 
-def _band_grids(item: pystac.Item, keys: dict[str, str], scl_band: str, fine) -> tuple[dict[Any, list[str]], Any]:
-    """({GeoBox: the reflectance bands read on it}, the GeoBox SCL is read on).
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: hashing a GeoBox writes its CRS's WKT
+class _BandGrid:
+    """A grid that bands are read on: its GeoBox, the reflectance bands on it, and whether SCL is."""
+
+    geobox: Any
+    bands: list[str]
+    scl: bool
+
+
+def _band_grids(item: pystac.Item, keys: dict[str, str], scl_band: str, fine) -> list[_BandGrid]:
+    """The grids to read bands on, the tile's GeoBox `fine` first.
 
     Bands (and SCL) stored at twice the tile's pixel size get a grid of that pixel size aligned
     with their own (a 20 m grid snapped to multiples of 20 m) and one pixel wider than the tile, so
@@ -346,38 +358,36 @@ def _band_grids(item: pystac.Item, keys: dict[str, str], scl_band: str, fine) ->
     coarse_res = 2 * res
     coarse = [band for band in keys if abs(native_resolution(item, keys[band], band) - coarse_res) < 1e-6 * res]
     if scl_band not in coarse:
-        coarse = []
-    grids: dict[Any, list[str]] = {fine: [band for band in keys if band not in coarse and band != scl_band]}
-    if not coarse:
-        return grids, fine
+        return [_BandGrid(fine, [band for band in keys if band != scl_band], scl=True)]
     left, bottom, right, top = fine.boundingbox
     coarse_box = GeoBox.from_bbox(
         (np.floor(left / coarse_res - 1) * coarse_res, np.floor(bottom / coarse_res - 1) * coarse_res,
          np.ceil(right / coarse_res + 1) * coarse_res, np.ceil(top / coarse_res + 1) * coarse_res),
         fine.crs, resolution=coarse_res)
-    grids[coarse_box] = [band for band in coarse if band != scl_band]
-    return grids, coarse_box
+    return [_BandGrid(fine, [band for band in keys if band not in coarse], scl=False),
+            _BandGrid(coarse_box, [band for band in coarse if band != scl_band], scl=True)]
 
 
-def _lazy_loads(items: Sequence[pystac.Item], keys: dict[str, str], grids: dict[Any, list[str]],
-                scl_band: str) -> list[xr.Dataset]:
+def _lazy_loads(items: Sequence[pystac.Item], keys: dict[str, str], grids: list[_BandGrid],
+                scl_band: str) -> dict[_BandGrid, xr.Dataset]:
     """One lazy odc-stac load per grid, its variables named by the configured bands."""
     import odc.stac
 
     from cropmap.scenes import CheckedRioDriver, stated_crs_by_href
 
     driver = CheckedRioDriver(stated_crs_by_href(items, list(keys.values())))
-    loads = []
-    for grid, grid_bands in grids.items():
+    loads = {}
+    for grid in grids:
+        grid_bands = grid.bands + ([scl_band] if grid.scl else [])
         data = odc.stac.load(
-            items, bands=[keys[band] for band in grid_bands], geobox=grid, groupby="solar_day",
+            items, bands=[keys[band] for band in grid_bands], geobox=grid.geobox, groupby="solar_day",
             resampling={"*": "bilinear", keys[scl_band]: "nearest"}, chunks={"x": 2048, "y": 2048},
             fail_on_error=True, driver=driver,
             # DN 0 is no data in every L2A band and in SCL, whether or not the catalog says so (Planetary
             # Computer items publish no raster:bands): without it, bilinear blends scene edges with 0
             stac_cfg={"*": {"assets": {"*": {"nodata": 0}}}},
         )
-        loads.append(data.rename({keys[band]: band for band in grid_bands if keys[band] != band}))
+        loads[grid] = data.rename({keys[band]: band for band in grid_bands if keys[band] != band})
     return loads
 
 
@@ -392,10 +402,10 @@ def _batches(selections: list[tuple[int, np.ndarray]], *, max_steps: int) -> lis
     return batches
 
 
-def _read_steps(loads: list[xr.Dataset], sel: np.ndarray, days: list[dt.date],
-                 day_items: dict[dt.date, list[pystac.Item]], retry: dict[str, Any]):
-    """(the readable time steps of `sel` in memory, one Dataset per grid; their indices; the scenes
-    skipped as unreadable).
+def _read_steps(loads: dict[_BandGrid, xr.Dataset], sel: np.ndarray, days: list[dt.date],
+                day_items: dict[dt.date, list[pystac.Item]], retry: dict[str, Any]):
+    """(the readable time steps of `sel` in memory, {grid: {band: (time, y, x) array}}; their
+    indices; the scenes skipped as unreadable).
 
     All steps are read at once; when that fails, each solar day is read alone (with retries) so
     that only the days that fail are dropped.
@@ -403,7 +413,8 @@ def _read_steps(loads: list[xr.Dataset], sel: np.ndarray, days: list[dt.date],
     import dask
 
     def read(steps):
-        return dask.compute(*[data.isel(time=steps) for data in loads])
+        loaded = dask.compute(*[data.isel(time=steps) for data in loads.values()])
+        return {grid: {name: data[name].values for name in data.data_vars} for grid, data in zip(loads, loaded)}
 
     try:
         return with_retries(lambda: read(sel), what=f"period of {days[sel[0]]}", **retry), list(sel), []
@@ -424,34 +435,36 @@ def _read_steps(loads: list[xr.Dataset], sel: np.ndarray, days: list[dt.date],
     return read(good), good, failed
 
 
-def _composite_period(chunks: Sequence[xr.Dataset], grids: dict[Any, list[str]], scl_grid, fine, scl_on_fine,
+def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: list[_BandGrid], scl_on_fine,
                       step_items: list[pystac.Item], keys: dict[str, str], scl_band: str, settings: dict[str, Any],
-                      out: dict[Any, np.ndarray]) -> np.ndarray:
+                      out: dict[_BandGrid, np.ndarray]) -> np.ndarray:
     """Median composites of one period's loaded time steps into `out` ({grid: (bands, y, x)}), DN
     scaled to reflectance per scene; returns the clear-observation counts on the tile grid.
     `scl_on_fine`: the row and column indices of the SCL pixel nearest each tile pixel."""
     classes, dilation = settings["masked_scl_classes"], int(settings["cloud_dilation_px"])
-    by_grid = dict(zip(grids, chunks))
-    scl = by_grid[scl_grid][scl_band].values
+    tile_grid, scl_grid = grids[0], next(grid for grid in grids if grid.scl)
+    scl = period[scl_grid][scl_band]
     # DN 0 is no data: an observation counts where every band of its grid has data
-    valid = {grid: _has_data(np.minimum.reduce([by_grid[grid][band].values for band in grid_bands]))
-             for grid, grid_bands in grids.items() if grid_bands}
-    if scl_grid == fine:
-        clear = {fine: clear_mask(scl, masked_classes=classes, dilation_px=dilation) & valid[fine]}
+    valid = {grid: _has_data(np.minimum.reduce([period[grid][band] for band in grid.bands]))
+             for grid in grids if grid.bands}
+    if scl_grid is tile_grid:
+        clear = {tile_grid: clear_mask(scl, masked_classes=classes, dilation_px=dilation) & valid[tile_grid]}
     else:
         rows, cols = scl_on_fine
-        fine_clear = clear_mask(scl[:, rows][:, :, cols], masked_classes=classes, dilation_px=dilation)
-        fine_clear &= valid[scl_grid][:, rows][:, :, cols]
-        if grids[fine]:
-            fine_clear &= valid[fine]
+        tile_clear = clear_mask(scl[:, rows][:, :, cols], masked_classes=classes, dilation_px=dilation)
         # dilation in coarse pixels, rounded up: at least as wide as on the tile grid
-        clear = {fine: fine_clear, scl_grid: clear_mask(scl, masked_classes=classes, dilation_px=-(-dilation // 2))
-                 & valid[scl_grid]}
-    for grid, grid_bands in grids.items():
-        if not grid_bands:
+        clear = {tile_grid: tile_clear,
+                 scl_grid: clear_mask(scl, masked_classes=classes, dilation_px=-(-dilation // 2))}
+        if scl_grid.bands:
+            clear[scl_grid] &= valid[scl_grid]
+            tile_clear &= valid[scl_grid][:, rows][:, :, cols]
+        if tile_grid.bands:
+            tile_clear &= valid[tile_grid]
+    for grid in grids:
+        if not grid.bands:
             continue
-        dn = np.stack([by_grid[grid][band].values for band in grid_bands], axis=1)
-        scaling = [{reflectance_scaling(item, keys[band]) for item in step_items} for band in grid_bands]
+        dn = np.stack([period[grid][band] for band in grid.bands], axis=1)
+        scaling = [{reflectance_scaling(item, keys[band]) for item in step_items} for band in grid.bands]
         if np.issubdtype(dn.dtype, np.unsignedinteger) and all(len(pairs) == 1 for pairs in scaling):
             # the usual case: composite the DNs, scale the median
             median = np.empty(dn.shape[1:], np.float32)
@@ -459,18 +472,18 @@ def _composite_period(chunks: Sequence[xr.Dataset], grids: dict[Any, list[str]],
             def composite_rows(rows: slice, dn=dn, grid_clear=clear[grid], median=median) -> None:
                 median[:, rows] = composite_dn(dn[..., rows, :], grid_clear[:, rows])
 
-            _in_blocks(grid.shape[0], composite_rows)  # pixels are independent
+            _in_blocks(grid.geobox.shape[0], composite_rows)  # pixels are independent
             for b, ((scale, offset),) in enumerate(scaling):
                 out[grid][b] = median[b] * np.float32(scale) + np.float32(offset)
             continue
         values = np.empty(dn.shape, np.float32)
-        for b, band in enumerate(grid_bands):
+        for b, band in enumerate(grid.bands):
             for k, item in enumerate(step_items):
                 scale, offset = reflectance_scaling(item, keys[band])
                 np.multiply(dn[k, b], np.float32(scale), out=values[k, b])
                 values[k, b] += np.float32(offset)
         out[grid][...], _ = composite(values, clear[grid])
-    return np.minimum(clear[fine].sum(axis=0), 255).astype(np.uint8)
+    return np.minimum(clear[tile_grid].sum(axis=0), 255).astype(np.uint8)
 
 
 def _has_data(dn: np.ndarray) -> np.ndarray:
@@ -500,6 +513,11 @@ def resample_bilinear(values: np.ndarray, *, src, dst) -> np.ndarray:
     row_low, row_w = _linear_weights(rows, src.shape[0])
     col_low, col_w = _linear_weights(cols, src.shape[1])
     missing = np.isnan(values)
+    holes = missing.any(axis=tuple(range(values.ndim - 2)))
+    if holes.any():
+        # after gap filling a pixel lacks every date and band or none: then one 2-D weight serves all
+        valid = ~holes if (missing == holes).all() else ~missing
+        values = np.where(missing, np.float32(0), values)
     out = np.empty((*values.shape[:-2], *dst.shape), np.float32)
 
     def interpolate(a, r):  # the output rows r of a, interpolated along y, then x
@@ -507,13 +525,12 @@ def resample_bilinear(values: np.ndarray, *, src, dst) -> np.ndarray:
         return _lerp(along_y, col_low, col_w, axis=a.ndim - 1)
 
     def block(r: slice) -> None:
-        if not missing.any():
-            out[..., r, :] = interpolate(values, r)
-            return
-        weight = interpolate((~missing).astype(np.float32), r)
-        total = interpolate(np.where(missing, np.float32(0), values), r)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[..., r, :] = np.where(weight > 1e-6, total / weight, np.nan)
+        out[..., r, :] = interpolate(values, r)
+        if holes.any():
+            weight = interpolate(valid.astype(np.float32), r)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[..., r, :] /= weight
+            np.copyto(out[..., r, :], np.nan, where=weight <= 1e-6)
 
     _in_blocks(dst.shape[0], block)  # output rows are independent
     return out
