@@ -330,8 +330,8 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
                "skipped_scenes": json.dumps([s.as_dict() for s in skipped]),
                "no_clear_observation": int(never_observed.all())},
     )
-    cube = cube.rio.write_crs(tile.crs).rio.write_transform(fine.affine)
-    return cube
+    # in place: by default rioxarray deep-copies the cube for each attribute it writes
+    return cube.rio.write_crs(tile.crs, inplace=True).rio.write_transform(fine.affine, inplace=True)
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: hashing a GeoBox writes its CRS's WKT
