@@ -85,7 +85,7 @@ def composite(values: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.nda
         return np.full(values.shape[1:], np.nan, np.float32), count.astype(np.uint8)
     masked = np.where(clear[:, None] & ~np.isnan(values), values, np.inf).astype(np.float32)
     # +inf sorts last, so the valid observations of each pixel come first
-    ordered = _sort_observations(masked)
+    ordered = _sort_observations(masked)  # in place: `masked` is a fresh array
     return _median_of_sorted(ordered, np.isfinite(ordered).sum(axis=0, dtype=np.int16)), \
         np.minimum(count, 255).astype(np.uint8)
 
@@ -97,7 +97,7 @@ def composite_dn(dn: np.ndarray, clear: np.ndarray) -> np.ndarray:
     Returns the (bands, y, x) float32 median, NaN where no clear observation. Sorting the integers
     moves half the bytes of float32.
     """
-    # the type's maximum sorts last, after the clear observations
+    # the type's maximum sorts last, after the clear observations (sorted in place: a fresh array)
     ordered = _sort_observations(np.where(clear[:, None], dn, np.iinfo(dn.dtype).max))
     return _median_of_sorted(ordered, clear.sum(axis=0, dtype=np.int16)[None])
 
@@ -108,22 +108,33 @@ def _median_of_sorted(ordered: np.ndarray, valid: np.ndarray) -> np.ndarray:
     A period holds a few observations: one masked copy per possible count beats a fancy-index gather."""
     median = np.full(ordered.shape[1:], np.nan, np.float32)
     for k in range(1, ordered.shape[0] + 1):
-        low, high = ordered[(k - 1) // 2].astype(np.float32), ordered[k // 2]
-        np.copyto(median, 0.5 * (low + high), where=valid == k)
+        where = valid == k
+        if not where.any():
+            continue
+        low, high = (k - 1) // 2, k // 2
+        if low == high:
+            np.copyto(median, ordered[low], where=where)
+            continue
+        middle = ordered[low].astype(np.float32)
+        middle += ordered[high]
+        middle *= np.float32(0.5)
+        np.copyto(median, middle, where=where)
     return median
 
 
 def _sort_observations(x: np.ndarray) -> np.ndarray:
-    """`x` sorted along axis 0. A composite period holds a handful of observations: an odd-even
-    transposition network of element-wise min / max over whole images is then several times faster
-    than `np.sort`, which sorts millions of tiny arrays one by one."""
+    """`x` sorted in place along axis 0. A composite period holds a handful of observations: an
+    odd-even transposition network of element-wise min / max over whole images is then several
+    times faster than `np.sort`, which sorts millions of tiny arrays one by one."""
     n = x.shape[0]
     if n > 8:
-        return np.sort(x, axis=0)
-    x = x.copy()
+        x.sort(axis=0)
+    if n > 8 or n < 2:
+        return x
+    low = np.empty_like(x[0])
     for step in range(n):
         for i in range(step % 2, n - 1, 2):
-            low = np.minimum(x[i], x[i + 1])
+            np.minimum(x[i], x[i + 1], out=low)
             np.maximum(x[i], x[i + 1], out=x[i + 1])
             x[i] = low
     return x
