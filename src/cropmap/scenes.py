@@ -24,7 +24,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.loader._reader import pick_overview, resolve_band_query
 from odc.geo.overlap import compute_reproject_roi
-from odc.loader._rio import RioDriver, RioReader, _do_read, _reproject_info_from_rio, rio_env
+from odc.loader._rio import RioDriver, RioReader, _do_read, _reproject_info_from_rio
 from odc.loader.types import RasterLoadParams, RasterSource
 from pyproj import CRS
 
@@ -93,12 +93,19 @@ class CheckedRioDriver(RioDriver):
     """odc-stac's rasterio reader, checking each file's CRS against its item's `proj:` metadata in the
     same open that reads its pixels (a separate check would open every asset twice).
 
-    `stated_crs` maps an asset href to the WKT of the CRS its metadata states.
+    `stated_crs` maps an asset href to the WKT of the CRS its metadata states; `gdal_options` are
+    GDAL configuration options for every read (for example GDAL's own HTTP retries).
     """
 
-    def __init__(self, stated_crs: dict[str, str]) -> None:
+    def __init__(self, stated_crs: dict[str, str], *, gdal_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.stated_crs = stated_crs
+        self.gdal_options = dict(gdal_options or {})
+
+    def capture_env(self) -> dict[str, Any]:
+        # odc's reader switches the VSI cache off around each read (a GDAL environment set and
+        # restored per file); off for the whole task instead. The options also reach dask workers.
+        return {**super().capture_env(), **self.gdal_options, "VSI_CACHE": False}
 
     def open(self, src: RasterSource, ctx: Any) -> RioReader:
         return _CheckedRioReader(src, ctx, self.stated_crs.get(src.uri))
@@ -122,16 +129,15 @@ class _CheckedRioReader(RioReader):
                     raise AssetMismatch(f"{redact(src.uri)}: {problem}")
             bidx = resolve_band_query(src, rdr.count, selection=selection)
             ttol = 0.9 if cfg.nearest else 0.05
-            info = (_reproject_info(tuple(rdr.transform)[:6], rdr.shape, found_wkt, dst_geobox, ttol)
+            info = (_reproject_info(tuple(rdr.transform)[:6], rdr.shape, found_wkt, tuple(dst_geobox.affine)[:6],
+                                    tuple(dst_geobox.shape), str(dst_geobox.crs), ttol)
                     if not rdr.gcps[0] else _reproject_info_from_rio(rdr, dst_geobox, ttol=ttol))
             overview = None
             if cfg.use_overviews and info.read_shrink > 1:
                 overview = pick_overview(info.read_shrink, rdr.overviews(bidx if isinstance(bidx, int) else bidx[0]))
             if overview is None:
-                with rio_env(VSI_CACHE=False):
-                    return _do_read(rasterio.band(rdr, bidx), cfg, dst_geobox, info, dst=dst)
-            with rasterio.open(src.uri, "r", sharing=False, overview_level=overview) as reduced, \
-                    rio_env(VSI_CACHE=False):
+                return _do_read(rasterio.band(rdr, bidx), cfg, dst_geobox, info, dst=dst)
+            with rasterio.open(src.uri, "r", sharing=False, overview_level=overview) as reduced:
                 return _do_read(rasterio.band(reduced, bidx), cfg, dst_geobox, info, dst=dst)
 
 
@@ -141,9 +147,11 @@ def _crs_problem_cached(stated_wkt: str, found_wkt: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _reproject_info(transform: tuple[float, ...], shape: tuple[int, int], crs_wkt: str, dst_geobox: GeoBox,
-                    ttol: float):
-    return compute_reproject_roi(GeoBox(shape, Affine(*transform), crs_wkt or None), dst_geobox, ttol=ttol)
+def _reproject_info(transform: tuple[float, ...], shape: tuple[int, int], crs_wkt: str,
+                    dst_transform: tuple[float, ...], dst_shape: tuple[int, int], dst_crs: str, ttol: float):
+    # keyed by plain values: hashing a GeoBox writes its CRS's WKT, on every read
+    return compute_reproject_roi(GeoBox(shape, Affine(*transform), crs_wkt or None),
+                                 GeoBox(dst_shape, Affine(*dst_transform), dst_crs), ttol=ttol)
 
 
 def stated_crs_by_href(items: Sequence[pystac.Item], asset_keys: Sequence[str]) -> dict[str, str]:

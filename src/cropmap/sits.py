@@ -59,19 +59,27 @@ def clear_mask(scl: np.ndarray, *, masked_classes: Sequence[int], dilation_px: i
     """True where an observation is clear: SCL not in `masked_classes`, after growing the masked
     area by `dilation_px` pixels in the two image axes (the last two of `scl`; 4-connected steps, as
     `scipy.ndimage.binary_dilation` with a cross)."""
+    return ~_grown(_in_classes(scl, masked_classes), dilation_px)
+
+
+def _in_classes(scl: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     if not np.issubdtype(scl.dtype, np.integer):  # loaded as float where the catalog states no data type
         scl = np.nan_to_num(scl, nan=0).astype(np.uint8)
     lookup = np.zeros(max(256, int(scl.max(initial=0)) + 1), bool)
-    lookup[np.asarray(masked_classes, dtype=np.intp)] = True
-    masked = lookup[scl]  # a table lookup is much faster than np.isin
-    for _ in range(max(int(dilation_px), 0)):
+    lookup[np.asarray(classes, dtype=np.intp)] = True
+    return lookup[scl]  # a table lookup is much faster than np.isin
+
+
+def _grown(masked: np.ndarray, px: int) -> np.ndarray:
+    """`masked` grown by `px` 4-connected steps in its last two axes."""
+    for _ in range(max(int(px), 0)):
         grown = masked.copy()
         grown[..., 1:, :] |= masked[..., :-1, :]
         grown[..., :-1, :] |= masked[..., 1:, :]
         grown[..., :, 1:] |= masked[..., :, :-1]
         grown[..., :, :-1] |= masked[..., :, 1:]
         masked = grown
-    return ~masked
+    return masked
 
 
 def composite(values: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -253,8 +261,8 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     retry = {"retries": int(settings.get("read_retries", 3)), "backoff_s": float(settings.get("read_backoff_s", 1.0))}
     # GDAL retries HTTP 429/5xx itself with exponential backoff; its cache would answer our own
     # retries of such a request with the cached failure
-    os.environ["GDAL_HTTP_MAX_RETRY"] = str(retry["retries"])
-    os.environ["GDAL_HTTP_RETRY_DELAY"] = str(retry["backoff_s"])
+    gdal_retries = {"GDAL_HTTP_MAX_RETRY": str(retry["retries"]), "GDAL_HTTP_RETRY_DELAY": str(retry["backoff_s"])}
+    os.environ.update(gdal_retries)
     # signed in memory only: saved items keep unsigned URLs (see cropmap.credentials)
     meets = _meets_tile(tile, halo)
     items = sign_items([item for item in items if meets(item.bbox)], method=settings.get("sign", "none"))
@@ -276,7 +284,7 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     day_items: dict[dt.date, list[pystac.Item]] = {}
     for item in items:
         day_items.setdefault(_solar_day(item), []).append(item)
-    loads = _lazy_loads(items, keys, grids, scl_band)
+    loads = _lazy_loads(items, keys, grids, scl_band, gdal_options=gdal_retries)
     days = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in loads[grids[0]].time.values]
     obs_dates = np.array([np.datetime64(day) for day in days])
     selections = [(p, np.flatnonzero((obs_dates >= np.datetime64(start)) & (obs_dates < np.datetime64(stop))))
@@ -318,11 +326,16 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
         filled = fill_gaps(composites.pop(grid), axis=0)
         if grid.geobox is not fine:
             filled = resample_bilinear(filled, src=grid.geobox, dst=fine)
-        filled *= REFLECTANCE_SCALE  # in place: the cube is the largest array of the job
-        np.round(filled, out=filled)
-        np.copyto(filled, -9999, where=np.isnan(filled))
-        for b, band in enumerate(grid.bands):
-            reflectance[:, bands.index(band)] = filled[:, b]
+
+        def store(rows: slice, filled=filled, grid=grid) -> None:
+            block = filled[..., rows, :]
+            block *= REFLECTANCE_SCALE  # in place: the cube is the largest array of the job
+            np.round(block, out=block)
+            np.copyto(block, -9999, where=np.isnan(block))
+            for b, band in enumerate(grid.bands):
+                reflectance[:, bands.index(band), rows] = block[:, b]
+
+        _in_blocks(ny, store)
     centres = [np.datetime64(start + (stop - start) / 2) for start, stop in periods]
     coords = {"time": np.array(centres, dtype="datetime64[ns]"), "band": bands,
               "y": fine.coords["y"].values, "x": fine.coords["x"].values}
@@ -379,14 +392,15 @@ def _band_grids(item: pystac.Item, keys: dict[str, str], scl_band: str, fine) ->
             _BandGrid(coarse_box, [band for band in coarse if band != scl_band], scl=True)]
 
 
-def _lazy_loads(items: Sequence[pystac.Item], keys: dict[str, str], grids: list[_BandGrid],
-                scl_band: str) -> dict[_BandGrid, xr.Dataset]:
-    """One lazy odc-stac load per grid, its variables named by the configured bands."""
+def _lazy_loads(items: Sequence[pystac.Item], keys: dict[str, str], grids: list[_BandGrid], scl_band: str, *,
+                gdal_options: dict[str, str]) -> dict[_BandGrid, xr.Dataset]:
+    """One lazy odc-stac load per grid, its variables named by the configured bands; `gdal_options`
+    are set around every read."""
     import odc.stac
 
     from cropmap.scenes import CheckedRioDriver, stated_crs_by_href
 
-    driver = CheckedRioDriver(stated_crs_by_href(items, list(keys.values())))
+    driver = CheckedRioDriver(stated_crs_by_href(items, list(keys.values())), gdal_options=gdal_options)
     loads = {}
     for grid in grids:
         grid_bands = grid.bands + ([scl_band] if grid.scl else [])
@@ -458,14 +472,14 @@ def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: lis
     # DN 0 is no data: an observation counts where every band of its grid has data
     valid = {grid: _has_data(np.minimum.reduce([period[grid][band] for band in grid.bands]))
              for grid in grids if grid.bands}
+    masked = _in_classes(scl, classes)
     if scl_grid is tile_grid:
-        clear = {tile_grid: clear_mask(scl, masked_classes=classes, dilation_px=dilation) & valid[tile_grid]}
+        clear = {tile_grid: ~_grown(masked, dilation) & valid[tile_grid]}
     else:
         rows, cols = scl_on_fine
-        tile_clear = clear_mask(scl[:, rows][:, :, cols], masked_classes=classes, dilation_px=dilation)
+        tile_clear = ~_grown(masked[:, rows][:, :, cols], dilation)
         # dilation in coarse pixels, rounded up: at least as wide as on the tile grid
-        clear = {tile_grid: tile_clear,
-                 scl_grid: clear_mask(scl, masked_classes=classes, dilation_px=-(-dilation // 2))}
+        clear = {tile_grid: tile_clear, scl_grid: ~_grown(masked, -(-dilation // 2))}
         if scl_grid.bands:
             clear[scl_grid] &= valid[scl_grid]
             tile_clear &= valid[scl_grid][:, rows][:, :, cols]
@@ -474,24 +488,25 @@ def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: lis
     for grid in grids:
         if not grid.bands:
             continue
-        dn = np.stack([period[grid][band] for band in grid.bands], axis=1)
+        band_dn = [period[grid][band] for band in grid.bands]  # (obs, y, x) each
         scaling = [{reflectance_scaling(item, keys[band]) for item in step_items} for band in grid.bands]
-        if np.issubdtype(dn.dtype, np.unsignedinteger) and all(len(pairs) == 1 for pairs in scaling):
+        if np.issubdtype(band_dn[0].dtype, np.unsignedinteger) and all(len(pairs) == 1 for pairs in scaling):
             # the usual case: composite the DNs, scale the median
-            median = np.empty(dn.shape[1:], np.float32)
+            median = np.empty((len(band_dn), *grid.geobox.shape), np.float32)
 
-            def composite_rows(rows: slice, dn=dn, grid_clear=clear[grid], median=median) -> None:
-                median[:, rows] = composite_dn(dn[..., rows, :], grid_clear[:, rows])
+            def composite_rows(rows: slice, band_dn=band_dn, grid_clear=clear[grid], median=median) -> None:
+                for b, dn in enumerate(band_dn):
+                    median[b, rows] = composite_dn(dn[:, None, rows], grid_clear[:, rows])[0]
 
             _in_blocks(grid.geobox.shape[0], composite_rows)  # pixels are independent
             for b, ((scale, offset),) in enumerate(scaling):
                 out[grid][b] = median[b] * np.float32(scale) + np.float32(offset)
             continue
-        values = np.empty(dn.shape, np.float32)
-        for b, band in enumerate(grid.bands):
+        values = np.empty((len(step_items), len(band_dn), *grid.geobox.shape), np.float32)
+        for b, (band, dn) in enumerate(zip(grid.bands, band_dn)):
             for k, item in enumerate(step_items):
                 scale, offset = reflectance_scaling(item, keys[band])
-                np.multiply(dn[k, b], np.float32(scale), out=values[k, b])
+                np.multiply(dn[k], np.float32(scale), out=values[k, b])
                 values[k, b] += np.float32(offset)
         out[grid][...], _ = composite(values, clear[grid])
     return np.minimum(clear[tile_grid].sum(axis=0), 255).astype(np.uint8)
