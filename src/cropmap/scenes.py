@@ -82,9 +82,12 @@ class AssetMismatch(DataError):
     """An asset whose file disagrees with its STAC metadata: not retried, its scene is skipped."""
 
 
-def crs_problem(stated: CRS | None, found) -> str | None:
-    """Why a file with CRS `found` does not match the `stated` CRS of its metadata (None: it does)."""
-    if stated is None or (found is not None and CRS.from_user_input(found) == stated):
+@functools.lru_cache(maxsize=256)  # an area's scenes share a few CRSs; parsing WKT costs more than a read
+def crs_problem(stated_wkt: str, found_wkt: str) -> str | None:
+    """Why a file whose CRS is `found_wkt` ("" for none) does not match the CRS `stated_wkt` of its
+    metadata (None: it does)."""
+    stated, found = CRS.from_wkt(stated_wkt), CRS.from_wkt(found_wkt) if found_wkt else None
+    if found is not None and found == stated:
         return None
     return f"file CRS {found.to_string() if found else 'none'} disagrees with its STAC metadata {stated.to_string()}"
 
@@ -124,7 +127,7 @@ class _CheckedRioReader(RioReader):
         with rasterio.open(src.uri, "r", sharing=False) as rdr:
             found_wkt = rdr.crs.to_wkt() if rdr.crs else ""
             if self._stated_wkt:
-                problem = _crs_problem_cached(self._stated_wkt, found_wkt)
+                problem = crs_problem(self._stated_wkt, found_wkt)
                 if problem:
                     raise AssetMismatch(f"{redact(src.uri)}: {problem}")
             bidx = resolve_band_query(src, rdr.count, selection=selection)
@@ -139,11 +142,6 @@ class _CheckedRioReader(RioReader):
                 return _do_read(rasterio.band(rdr, bidx), cfg, dst_geobox, info, dst=dst)
             with rasterio.open(src.uri, "r", sharing=False, overview_level=overview) as reduced:
                 return _do_read(rasterio.band(reduced, bidx), cfg, dst_geobox, info, dst=dst)
-
-
-@functools.lru_cache(maxsize=256)
-def _crs_problem_cached(stated_wkt: str, found_wkt: str) -> str | None:
-    return crs_problem(CRS.from_wkt(stated_wkt), CRS.from_wkt(found_wkt) if found_wkt else None)
 
 
 @functools.lru_cache(maxsize=256)
