@@ -83,7 +83,9 @@ def main() -> None:
     refl = (rng.uniform(0.02, 0.4, (args.dates, len(bands), size, size)) * 10000).astype(np.int16)
     tiles = [TileArrays("bench", refl, doy.astype(int), bands, np.ones((size, size), bool),
                         np.where(crop, 1, 0).astype(np.uint8))]
-    settings = {**config["train"], "model": model_settings, "steps": 20, "eval_every": 1000, "patience": 1000}
+    # the classifier's one-off fit to the frozen encoder (head_init: probe) is not a training step
+    settings = {**config["train"], "model": model_settings, "steps": 20, "eval_every": 1000, "patience": 1000,
+                "head_init": "random"}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         train(tiles=tiles, settings=settings, pretrained=None, out_path=Path(tmp) / "m.pt",
