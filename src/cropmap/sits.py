@@ -24,6 +24,7 @@ import xarray as xr
 from rasterio.errors import RasterioError
 from tqdm import tqdm
 
+from cropmap.cloudmask import check_csmask, csmask_bands, csmask_masked, scl_masked
 from cropmap.credentials import sign_items
 from cropmap.errors import DataError
 from cropmap.grid import Tile
@@ -59,15 +60,7 @@ def clear_mask(scl: np.ndarray, *, masked_classes: Sequence[int], dilation_px: i
     """True where an observation is clear: SCL not in `masked_classes`, after growing the masked
     area by `dilation_px` pixels in the two image axes (the last two of `scl`; 4-connected steps, as
     `scipy.ndimage.binary_dilation` with a cross)."""
-    return ~_grown(_in_classes(scl, masked_classes), dilation_px)
-
-
-def _in_classes(scl: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    if not np.issubdtype(scl.dtype, np.integer):  # loaded as float where the catalog states no data type
-        scl = np.nan_to_num(scl, nan=0).astype(np.uint8)
-    lookup = np.zeros(max(256, int(scl.max(initial=0)) + 1), bool)
-    lookup[np.asarray(classes, dtype=np.intp)] = True
-    return lookup[scl]  # a table lookup is much faster than np.isin
+    return ~_grown(scl_masked(scl, classes=masked_classes), dilation_px)
 
 
 def _grown(masked: np.ndarray, px: int) -> np.ndarray:
@@ -274,6 +267,8 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
         if resolve_bands(item, [*bands, scl_band]) != keys:
             raise DataError(f"items {items[0].id} and {item.id} name their bands differently; search one "
                             "collection of one provider per area")
+    if settings.get("cloud_masker", "scl") == "ukis-csmask":
+        check_csmask(bands)
     periods = composite_periods(settings["season"], settings["interval_days"])
     fine = tile.geobox(halo)
     grids = _band_grids(items[0], keys, scl_band, fine)
@@ -472,7 +467,10 @@ def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: lis
     # DN 0 is no data: an observation counts where every band of its grid has data
     valid = {grid: _has_data(np.minimum.reduce([period[grid][band] for band in grid.bands]))
              for grid in grids if grid.bands}
-    masked = _in_classes(scl, classes)
+    masked = scl_masked(scl, classes=classes)
+    if settings.get("cloud_masker", "scl") == "ukis-csmask":
+        masked |= csmask_masked(_reflectance_on(scl_grid, csmask_bands(settings["bands"]), period, grids, step_items,
+                                                keys))
     if scl_grid is tile_grid:
         clear = {tile_grid: ~_grown(masked, dilation) & valid[tile_grid]}
     else:
@@ -510,6 +508,22 @@ def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: lis
                 values[k, b] += np.float32(offset)
         out[grid][...], _ = composite(values, clear[grid])
     return np.minimum(clear[tile_grid].sum(axis=0), 255).astype(np.uint8)
+
+
+def _reflectance_on(target: _BandGrid, bands: list[str], period: dict[_BandGrid, dict[str, np.ndarray]],
+                    grids: list[_BandGrid], step_items: list[pystac.Item], keys: dict[str, str]) -> np.ndarray:
+    """(obs, bands, y, x) surface reflectance of the period's observations on grid `target`, NaN
+    where no data; bands read on another grid are interpolated bilinearly onto it."""
+    out = np.empty((len(step_items), len(bands), *target.geobox.shape), np.float32)
+    for b, band in enumerate(bands):
+        grid = next(grid for grid in grids if band in grid.bands)
+        dn = period[grid][band]
+        values = np.where(_has_data(dn), dn, np.nan).astype(np.float32)
+        for k, item in enumerate(step_items):
+            scale, offset = reflectance_scaling(item, keys[band])
+            values[k] = values[k] * np.float32(scale) + np.float32(offset)
+        out[:, b] = values if grid is target else resample_bilinear(values, src=grid.geobox, dst=target.geobox)
+    return out
 
 
 def _has_data(dn: np.ndarray) -> np.ndarray:

@@ -1,0 +1,80 @@
+"""Cloud maskers: each returns, for a stack of observations on one grid, where they are not clear.
+
+`scl_masked` reads the Scene Classification Layer of the L2A product; `csmask_masked` runs the
+ukis-csmask CNN (a U-Net trained on Sentinel-2 L2A, shipped with its weights in the
+`ukis-csmask` wheel: nothing is downloaded) on six bands, for users who want more than SCL, which
+misses thin cloud edges and part of the shadows. `cropmap.sits` masks the union of the two when
+`sits.cloud_masker` is `ukis-csmask`, then grows it by `sits.cloud_dilation_px`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from cropmap.bands import SENTINEL2_BANDS
+from cropmap.errors import ConfigError, DataError
+
+__all__ = ["CSMASK_BANDS", "check_csmask", "csmask_bands", "csmask_masked", "scl_masked"]
+
+# the model's inputs, by Sentinel-2 common name
+CSMASK_BANDS = ("blue", "green", "red", "nir", "swir16", "swir22")
+
+
+def scl_masked(scl: np.ndarray, *, classes: Sequence[int]) -> np.ndarray:
+    """True where the SCL class (any shape, integer or float with NaN) is one of `classes`."""
+    if not np.issubdtype(scl.dtype, np.integer):  # loaded as float where the catalog states no data type
+        scl = np.nan_to_num(scl, nan=0).astype(np.uint8)
+    lookup = np.zeros(max(256, int(scl.max(initial=0)) + 1), bool)
+    lookup[np.asarray(classes, dtype=np.intp)] = True
+    return lookup[scl]  # a table lookup is much faster than np.isin
+
+
+def csmask_bands(bands: Sequence[str]) -> list[str]:
+    """The configured band names that feed ukis-csmask, in `CSMASK_BANDS` order (S2 ids such as
+    "B02" or common names such as "blue"); `ConfigError` naming the missing ones."""
+    common = {(SENTINEL2_BANDS[band.upper()][0] if band.upper() in SENTINEL2_BANDS else band.lower()): band
+              for band in bands}
+    missing = [name for name in CSMASK_BANDS if name not in common]
+    if missing:
+        raise ConfigError(f"sits.cloud_masker ukis-csmask needs the bands {', '.join(missing)} "
+                          f"(B02, B03, B04, B08, B11, B12) in sits.bands")
+    return [common[name] for name in CSMASK_BANDS]
+
+
+def check_csmask(bands: Sequence[str]) -> None:
+    """Before any read: the package is installed and the bands it needs are configured."""
+    _csmask_class()
+    csmask_bands(bands)
+
+
+def _csmask_class():
+    try:
+        from ukis_csmask.mask import CSmask
+    except ImportError:
+        raise DataError("sits.cloud_masker ukis-csmask needs the `ukis-csmask` package: "
+                        "pip install -e '.[csmask]'") from None
+    return CSmask
+
+
+def csmask_masked(reflectance: np.ndarray) -> np.ndarray:
+    """True where ukis-csmask sees cloud or cloud shadow.
+
+    reflectance: (obs, 6, y, x) surface reflectance (0-1) of `CSMASK_BANDS`, NaN where no data
+    (never masked here: no data is SCL's). The model was trained near 30 m: pass the 20 m grid.
+    """
+    CSmask = _csmask_class()
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    masked = np.zeros((reflectance.shape[0], *reflectance.shape[2:]), bool)
+    for k, observation in enumerate(reflectance):
+        image = np.ascontiguousarray(np.moveaxis(np.nan_to_num(observation, nan=0.0), 0, -1), dtype=np.float32)
+        with warnings.catch_warnings():  # tiles smaller than the model's 256 px window are padded, and it says so
+            warnings.simplefilter("ignore", UserWarning)
+            classes = CSmask(image, list(CSMASK_BANDS), product_level="l2a", invalid_buffer=0,
+                             intra_op_num_threads=threads).csm[..., 0]
+        masked[k] = classes > 0  # 1 cloud, 2 cloud shadow
+    masked &= ~np.isnan(reflectance).any(axis=1)
+    return masked
