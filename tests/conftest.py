@@ -46,6 +46,22 @@ def bbox_inside(tile, inset_m: float = 20.0) -> list[float]:
     return [max(xs[0], xs[2]), max(ys[0], ys[1]), min(xs[1], xs[3]), min(ys[2], ys[3])]
 
 
+def one_tile_demo_config(tmp, tile, *, season: dict, demo: dict, **sections) -> dict:
+    """A validated config of a demo area whose only tile is `tile`, its data under `tmp`;
+    `sections` are top-level config sections (sits, predict, ...)."""
+    from cropmap.config import validate_config
+
+    return validate_config({
+        "areas": {"demo": {
+            "aoi": {"bbox": bbox_inside(tile)}, "crs": tile.crs, "tile_size": tile.size,
+            "season": season, "stac": {"catalog": str(tmp / "stac" / "catalog.json"), "max_cloud_cover": 100},
+            "demo": demo, "glc": {"a": {"type": "esa-worldcover", "path": str(tmp / "glc" / "worldcover.tif")}},
+        }},
+        **sections,
+        "allow_absolute_paths": True,
+    })
+
+
 MINIMAL_AREA = {
     "aoi": {"bbox": [-96.717, 39.2978, -96.6082, 39.3823]},
     "season": {"start": "2023-03-01", "end": "2023-10-31"},

@@ -9,7 +9,7 @@ import pytest
 import rasterio
 
 from cropmap.cloudmask import csmask_bands, csmask_masked
-from cropmap.config import step_settings, validate_config
+from cropmap.config import step_settings
 from cropmap.demo import make_demo
 from cropmap.errors import ConfigError, DataError
 from cropmap.grid import Tile, tiles_for_area
@@ -23,20 +23,11 @@ SIX_BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
 
 
 def _config(tmp: Path) -> dict:
-    from conftest import bbox_inside
+    from conftest import one_tile_demo_config
 
-    tile = Tile(272, 1700, "EPSG:32614", 10.0, TILE)
-    return validate_config({
-        "areas": {"demo": {
-            "aoi": {"bbox": bbox_inside(tile)}, "crs": "EPSG:32614", "tile_size": TILE,
-            "season": {"start": "2023-05-01", "end": "2023-06-29"},
-            "stac": {"catalog": str(tmp / "stac" / "catalog.json"), "max_cloud_cover": 100},
-            "demo": {"seed": 11, "revisit_days": 5},
-            "glc": {"a": {"type": "esa-worldcover", "path": str(tmp / "glc" / "worldcover.tif")}},
-        }},
-        "sits": {"interval_days": 20, "min_scenes": 1},
-        "allow_absolute_paths": True,
-    })
+    return one_tile_demo_config(
+        tmp, Tile(272, 1700, "EPSG:32614", 10.0, TILE), season={"start": "2023-05-01", "end": "2023-06-29"},
+        demo={"seed": 11, "revisit_days": 5}, sits={"interval_days": 20, "min_scenes": 1})
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from cropmap.config import step_settings, validate_config
+from cropmap.config import step_settings
 from cropmap.demo import make_demo
 from cropmap.errors import DataError
 from cropmap.grid import tiles_for_area
@@ -24,22 +24,14 @@ TILE = 64
 
 
 def _config(tmp: Path) -> dict:
-    from conftest import bbox_inside
+    from conftest import one_tile_demo_config
     from cropmap.grid import Tile
 
-    tile = Tile(1088, 6800, "EPSG:32614", 10.0, TILE)
-    return validate_config({
-        "areas": {"demo": {
-            "aoi": {"bbox": bbox_inside(tile)}, "crs": "EPSG:32614", "tile_size": TILE,
-            "season": {"start": "2023-05-01", "end": "2023-07-31"},
-            "stac": {"catalog": str(tmp / "stac" / "catalog.json"), "max_cloud_cover": 100},
-            "demo": {"seed": 5, "revisit_days": 10},
-            "glc": {"a": {"type": "esa-worldcover", "path": str(tmp / "glc" / "worldcover.tif")}},
-        }},
-        "sits": {"interval_days": 30, "min_scenes": 3, "read_retries": 2, "read_backoff_s": 0.01},
-        "predict": {"window": 40, "overlap": 8},
-        "allow_absolute_paths": True,
-    })
+    return one_tile_demo_config(
+        tmp, Tile(1088, 6800, "EPSG:32614", 10.0, TILE), season={"start": "2023-05-01", "end": "2023-07-31"},
+        demo={"seed": 5, "revisit_days": 10},
+        sits={"interval_days": 30, "min_scenes": 3, "read_retries": 2, "read_backoff_s": 0.01},
+        predict={"window": 40, "overlap": 8})
 
 
 @pytest.fixture(scope="module")
