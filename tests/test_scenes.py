@@ -153,7 +153,7 @@ def test_broken_scenes_are_retried_skipped_recorded_and_leave_no_trace(area, tmp
     skipped = {s["item_id"]: s for s in json.loads(cube.attrs["skipped_scenes"])}
     assert set(skipped) == broken  # the flaky scene was retried and kept
     assert "disagrees with its STAC metadata" in skipped[wrong_crs.id]["reason"]
-    assert "cannot be read" in skipped[missing.id]["reason"]
+    assert "cannot be read: HTTP response code: 404" in skipped[missing.id]["reason"]  # not retried
     assert "cannot be read" in skipped[truncated.id]["reason"]
     assert cube.attrs["scenes_skipped"] == 3
     assert cube.attrs["scenes_loaded"] == len(items) - 3
@@ -161,6 +161,24 @@ def test_broken_scenes_are_retried_skipped_recorded_and_leave_no_trace(area, tmp
     np.testing.assert_array_equal(cube["reflectance"].values, clean["reflectance"].values)
     np.testing.assert_array_equal(cube["clear_count"].values, clean["clear_count"].values)
 
+
+
+@pytest.mark.parametrize("message, calls", [("HTTP response code: 404", 1), ("/data/a.tif: No such file or directory", 1),
+                                            ("HTTP response code: 503", 3), ("TIFFReadEncodedTile() failed", 3)])
+def test_a_missing_file_is_not_retried_other_read_errors_are(message, calls):
+    from rasterio.errors import RasterioIOError
+
+    from cropmap.scenes import with_retries
+
+    attempts = []
+
+    def read():
+        attempts.append(1)
+        raise RasterioIOError(message)
+
+    with pytest.raises(RasterioIOError, match=re.escape(message)):
+        with_retries(read, retries=2, backoff_s=0.0, what="a scene")
+    assert len(attempts) == calls
 
 def test_too_few_readable_scenes_fail_with_the_count_and_the_threshold(area):
     config, items, tile = area

@@ -34,7 +34,7 @@ from cropmap.errors import DataError
 log = logging.getLogger(__name__)
 
 __all__ = ["AssetMismatch", "CheckedRioDriver", "SkippedScene", "crs_problem", "expected_crs", "first_line",
-           "stated_crs_by_href", "with_retries"]
+           "is_missing_file", "stated_crs_by_href", "with_retries"]
 
 T = TypeVar("T")
 
@@ -51,14 +51,23 @@ class SkippedScene:
         return asdict(self)
 
 
+# what GDAL says of a file that is not there: retrying cannot mend it
+_MISSING_FILE = ("HTTP response code: 404", "No such file or directory")
+
+
+def is_missing_file(err: BaseException) -> bool:
+    """Whether `err` says the file does not exist (HTTP 404, no such local file)."""
+    return any(text in str(err) for text in _MISSING_FILE)
+
+
 def with_retries(read: Callable[[], T], *, retries: int, backoff_s: float, what: str) -> T:
     """`read()`, retried up to `retries` times on an I/O error, waiting `backoff_s` * 2**k plus up to
-    50 % jitter before retry k; the last error is raised."""
+    50 % jitter before retry k; the last error is raised, at once for a missing file."""
     for attempt in range(retries + 1):
         try:
             return read()
         except (OSError, rasterio.errors.RasterioError) as err:
-            if attempt == retries:
+            if attempt == retries or is_missing_file(err):
                 raise
             delay = backoff_s * 2**attempt * (1 + 0.5 * random.random())
             log.info("%s failed (%s); retry %d of %d in %.1f s", what, first_line(err), attempt + 1, retries, delay)

@@ -29,7 +29,7 @@ from cropmap.credentials import sign_items
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 from cropmap.io import atomic_path
-from cropmap.scenes import AssetMismatch, SkippedScene, first_line, with_retries
+from cropmap.scenes import AssetMismatch, SkippedScene, first_line, is_missing_file, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,8 @@ def _read_steps(loads: dict[_BandGrid, xr.Dataset], sel: np.ndarray, days: list[
         except AssetMismatch as err:
             failed += [SkippedScene(item.id, "*", first_line(err)) for item in day_items.get(days[t], [])]
         except (OSError, RasterioError) as err:
-            reason = f"cannot be read after {retry['retries']} retries: {first_line(err)}"
+            retried = "" if is_missing_file(err) else f" after {retry['retries']} retries"
+            reason = f"cannot be read{retried}: {first_line(err)}"
             failed += [SkippedScene(item.id, "*", reason) for item in day_items.get(days[t], [])]
     if not good:
         return None, [], failed
