@@ -162,7 +162,6 @@ def test_broken_scenes_are_retried_skipped_recorded_and_leave_no_trace(area, tmp
     np.testing.assert_array_equal(cube["clear_count"].values, clean["clear_count"].values)
 
 
-
 @pytest.mark.parametrize("message, calls", [("HTTP response code: 404", 1), ("/data/a.tif: No such file or directory", 1),
                                             ("HTTP response code: 503", 3), ("TIFFReadEncodedTile() failed", 3)])
 def test_a_missing_file_is_not_retried_other_read_errors_are(message, calls):
@@ -179,6 +178,7 @@ def test_a_missing_file_is_not_retried_other_read_errors_are(message, calls):
     with pytest.raises(RasterioIOError, match=re.escape(message)):
         with_retries(read, retries=2, backoff_s=0.0, what="a scene")
     assert len(attempts) == calls
+
 
 def test_too_few_readable_scenes_fail_with_the_count_and_the_threshold(area):
     config, items, tile = area

@@ -501,12 +501,7 @@ def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: lis
             for b, ((scale, offset),) in enumerate(scaling):
                 out[grid][b] = median[b] * np.float32(scale) + np.float32(offset)
             continue
-        values = np.empty((len(step_items), len(band_dn), *grid.geobox.shape), np.float32)
-        for b, (band, dn) in enumerate(zip(grid.bands, band_dn)):
-            for k, item in enumerate(step_items):
-                scale, offset = reflectance_scaling(item, keys[band])
-                np.multiply(dn[k], np.float32(scale), out=values[k, b])
-                values[k, b] += np.float32(offset)
+        values = np.stack([_reflectance(dn, step_items, keys[band]) for band, dn in zip(grid.bands, band_dn)], axis=1)
         out[grid][...], _ = composite(values, clear[grid])
     return np.minimum(clear[tile_grid].sum(axis=0), 255).astype(np.uint8)
 
@@ -518,13 +513,20 @@ def _reflectance_on(target: _BandGrid, bands: list[str], period: dict[_BandGrid,
     out = np.empty((len(step_items), len(bands), *target.geobox.shape), np.float32)
     for b, band in enumerate(bands):
         grid = next(grid for grid in grids if band in grid.bands)
-        dn = period[grid][band]
-        values = np.where(_has_data(dn), dn, np.nan).astype(np.float32)
-        for k, item in enumerate(step_items):
-            scale, offset = reflectance_scaling(item, keys[band])
-            values[k] = values[k] * np.float32(scale) + np.float32(offset)
+        values = _reflectance(period[grid][band], step_items, keys[band])
         out[:, b] = values if grid is target else resample_bilinear(values, src=grid.geobox, dst=target.geobox)
     return out
+
+
+def _reflectance(dn: np.ndarray, step_items: list[pystac.Item], asset_key: str) -> np.ndarray:
+    """(obs, y, x) float32 surface reflectance of one band's DNs, scaled per scene from its item's
+    metadata; NaN where no data."""
+    values = np.where(_has_data(dn), dn, np.nan).astype(np.float32)
+    for k, item in enumerate(step_items):
+        scale, offset = reflectance_scaling(item, asset_key)
+        values[k] *= np.float32(scale)
+        values[k] += np.float32(offset)
+    return values
 
 
 def _has_data(dn: np.ndarray) -> np.ndarray:
@@ -555,9 +557,10 @@ def resample_bilinear(values: np.ndarray, *, src, dst) -> np.ndarray:
     col_low, col_w = _linear_weights(cols, src.shape[1])
     missing = np.isnan(values)
     holes = missing.any(axis=tuple(range(values.ndim - 2)))
+    valid = None  # the weight of each source value, where some are missing
     if holes.any():
         # after gap filling a pixel lacks every date and band or none: then one 2-D weight serves all
-        valid = ~holes if (missing == holes).all() else ~missing
+        valid = (~holes if (missing == holes).all() else ~missing).astype(np.float32)
         values = np.where(missing, np.float32(0), values)
     out = np.empty((*values.shape[:-2], *dst.shape), np.float32)
 
@@ -567,8 +570,8 @@ def resample_bilinear(values: np.ndarray, *, src, dst) -> np.ndarray:
 
     def block(r: slice) -> None:
         out[..., r, :] = interpolate(values, r)
-        if holes.any():
-            weight = interpolate(valid.astype(np.float32), r)
+        if valid is not None:
+            weight = interpolate(valid, r)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[..., r, :] /= weight
             np.copyto(out[..., r, :], np.nan, where=weight <= 1e-6)
