@@ -72,6 +72,19 @@ def test_the_cnn_masks_the_clouds_scl_sees_and_little_of_what_it_calls_clear(are
     assert cloud_rate > 5 * clear_rate, (cloud_rate, clear_rate)
 
 
+
+def test_the_reused_model_classifies_as_a_fresh_csmask_does(area):
+    """csmask_masked reuses one CSmask's session (a private method of ukis-csmask): same classes."""
+    from ukis_csmask.mask import CSmask
+
+    _, items = area
+    reflectance, _ = _scene_at_20m(next(item for item in items if 10 < item.properties["eo:cloud_cover"] < 60))
+    image = np.moveaxis(np.nan_to_num(reflectance[0], nan=0.0), 0, -1).copy()
+    fresh = CSmask(image, ["blue", "green", "red", "nir", "swir16", "swir22"], product_level="l2a",
+                   invalid_buffer=0).csm[..., 0] > 0
+    np.testing.assert_array_equal(csmask_masked(reflectance)[0], fresh)
+    assert fresh.any()
+
 def test_no_data_is_left_to_scl():
     reflectance = np.full((1, 6, 40, 40), np.nan, np.float32)
     assert not csmask_masked(reflectance).any()
