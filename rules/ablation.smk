@@ -15,8 +15,7 @@ rule ablation:
 
 rule ablation_train:
     input:
-        cubes=area_files("sits/{tile}.nc"),
-        labels=block_files("labels/{block}.tif"),
+        patches=block_files("patches/train/{block}.nc"),
     output:
         model="results/{area}/ablation/{variant}/model.pt",
         metrics="results/{area}/ablation/{variant}/train_metrics.csv",
@@ -34,7 +33,7 @@ rule ablation_train:
     conda:
         "../envs/torch.yaml"
     shell:
-        "cropmap train --settings {params.settings:q} --cubes {input.cubes} --labels {input.labels} "
+        "cropmap train --settings {params.settings:q} --patches {input.patches} --threads {threads} "
         "--out {output.model} --metrics-csv {output.metrics} --curves-png {output.plot} > {log} 2>&1"
 
 
@@ -59,6 +58,8 @@ rule ablation_predict:
 
 
 rule ablation_mosaic:
+    wildcard_constraints:
+        variant="|".join([*ABLATION_VARIANTS, "random_forest"]),
     input:
         block_files("ablation/{variant}/predict/{block}.tif"),
     output:
@@ -77,15 +78,14 @@ rule ablation_mosaic:
 
 rule random_forest:
     input:
-        cubes=area_files("sits/{tile}.nc"),
-        labels=block_files("labels/{block}.tif"),
+        patches=block_files("patches/train/{block}.nc"),
     output:
-        "results/{area}/ablation/random_forest/cropland.tif",
+        "results/{area}/ablation/random_forest/model.joblib",
     params:
         settings=step_settings("random_forest"),
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=4000,
     log:
         "results/{area}/logs/ablation/random_forest.log",
     benchmark:
@@ -93,8 +93,29 @@ rule random_forest:
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap random-forest --settings {params.settings:q} --cubes {input.cubes} --labels {input.labels} "
-        "--threads {threads} --out {output} > {log} 2>&1"
+        "cropmap random-forest --settings {params.settings:q} --patches {input.patches} --threads {threads} "
+        "--out {output} > {log} 2>&1"
+
+
+rule random_forest_predict:
+    input:
+        cubes=block_cubes,
+        model="results/{area}/ablation/random_forest/model.joblib",
+    output:
+        "results/{area}/ablation/random_forest/predict/{block}.tif",
+    params:
+        settings=step_settings("random_forest_predict"),
+    resources:
+        mem_mb=3000,
+    log:
+        "results/{area}/logs/ablation/random_forest/predict/{block}.log",
+    benchmark:
+        "results/{area}/benchmarks/ablation/random_forest/predict/{block}.tsv"
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "cropmap random-forest-predict --settings {params.settings:q} --cubes {input.cubes} --model {input.model} "
+        "--block {wildcards.block} --out {output} > {log} 2>&1"
 
 
 rule ablation_assess:

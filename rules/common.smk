@@ -14,6 +14,7 @@ except ConfigError as err:
 
 wildcard_constraints:
     area=r"[A-Za-z0-9_-]+",
+    kind="pretrain|train",
     tile=r"x-?\d+y-?\d+",
     block=r"bx-?\d+y-?\d+",
 
@@ -86,6 +87,14 @@ def block_files(pattern):
 
 def block_cubes(wildcards):
     return [f"results/{wildcards.area}/sits/{tile}.nc" for tile in block_tiles(wildcards.area)[wildcards.block]]
+
+
+def patch_inputs(wildcards):
+    """A block's cubes and, for training patches, its labels."""
+    inputs = {"cubes": block_cubes(wildcards)}
+    if wildcards.kind == "train":
+        inputs["labels"] = f"results/{wildcards.area}/labels/{wildcards.block}.tif"
+    return inputs
 
 
 def reference_source(wildcards):

@@ -1,6 +1,27 @@
+rule patches:
+    input:
+        unpack(patch_inputs),
+    output:
+        "results/{area}/patches/{kind}/{block}.nc",
+    params:
+        settings=lambda wildcards: settings_json(config, wildcards.area, f"{wildcards.kind}_patches"),
+        labels=lambda wildcards, input: f"--labels {input.labels}" if wildcards.kind == "train" else "",
+    resources:
+        mem_mb=3000,
+    log:
+        "results/{area}/logs/patches/{kind}/{block}.log",
+    benchmark:
+        "results/{area}/benchmarks/patches/{kind}/{block}.tsv"
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "cropmap patches --kind {wildcards.kind} --settings {params.settings:q} --cubes {input.cubes} "
+        "{params.labels} --block {wildcards.block} --out {output} > {log} 2>&1"
+
+
 rule pretrain:
     input:
-        cubes=area_files("sits/{tile}.nc"),
+        patches=block_files("patches/pretrain/{block}.nc"),
     output:
         model="results/{area}/model/pretrained.pt",
         curve="results/{area}/model/pretrain_loss.csv",
@@ -23,14 +44,14 @@ rule pretrain:
     conda:
         "../envs/torch.yaml"
     shell:
-        "cropmap pretrain --settings {params.settings:q} --cubes {input.cubes} --out {output.model} "
+        "cropmap pretrain --settings {params.settings:q} --patches {input.patches} --threads {threads} "
+        "--out {output.model} "
         "--curve-csv {output.curve} --curve-png {output.plot} > {log} 2>&1"
 
 
 rule train:
     input:
-        cubes=area_files("sits/{tile}.nc"),
-        labels=block_files("labels/{block}.tif"),
+        patches=block_files("patches/train/{block}.nc"),
         pretrained="results/{area}/model/pretrained.pt",
     output:
         model="results/{area}/model/model.pt",
@@ -54,6 +75,6 @@ rule train:
     conda:
         "../envs/torch.yaml"
     shell:
-        "cropmap train --settings {params.settings:q} --cubes {input.cubes} --labels {input.labels} "
+        "cropmap train --settings {params.settings:q} --patches {input.patches} --threads {threads} "
         "--pretrained {input.pretrained} --out {output.model} --metrics-csv {output.metrics} "
         "--curves-png {output.plot} > {log} 2>&1"

@@ -85,6 +85,21 @@ def test_step_settings_are_scoped():
     assert "interval_days" in step_settings(config, "demo", "sits")
 
 
+def test_sampling_settings_reach_only_their_patches():
+    config = load_config(REPO / "config.yaml")
+    steps = ("sits", "pretrain_patches", "train_patches", "pretrain", "train")
+    before = {step: settings_json(config, "demo", step) for step in steps}
+    config["patches"]["crop_share"] = 0.3
+    assert {s for s in steps if settings_json(config, "demo", s) != before[s]} == {"train_patches"}
+    config["patches"]["size"] = 48
+    assert {s for s in steps if settings_json(config, "demo", s) != before[s]} == {"pretrain_patches", "train_patches"}
+
+
+def test_training_windows_must_fit_the_stored_patches(minimal_config):
+    minimal_config["patches"] = {"size": 24}
+    assert _error(minimal_config).startswith("pretrain.patch_size: 32 is larger than the stored patches")
+
+
 def test_custom_product_legend_in_config(minimal_config):
     minimal_config["areas"]["demo"]["glc"]["mine"] = {"path": "m.tif", "crop_classes": [3, 4], "nodata": 0}
     config = validate_config(minimal_config)

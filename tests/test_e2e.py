@@ -139,8 +139,15 @@ def test_composite_interval_reruns_sits_and_downstream_not_search(workflow):
     jobs = dry_run_with(workflow, "sits", "interval_days", 15)
     assert "search" not in jobs and "demo" not in jobs and "labels" not in jobs
     assert jobs["sits"] == 2
-    for rule in ("pretrain", "train", "predict", "mosaic", "assess"):
+    for rule in ("patches", "pretrain", "train", "predict", "mosaic", "assess"):
         assert rule in jobs
+
+
+def test_sampling_setting_reruns_patches_and_training_not_sits(workflow):
+    jobs = dry_run_with(workflow, "patches", "crop_share", 0.3)
+    assert jobs.pop("patches") == 1  # the training patches of the one block; pretraining patches are kept
+    assert not {"sits", "labels", "pretrain"} & set(jobs), jobs
+    assert {"train", "predict", "mosaic", "assess"} <= set(jobs), jobs
 
 
 def test_bad_config_stops_before_any_job(workflow):
@@ -203,8 +210,8 @@ def test_report_is_self_contained_and_shows_the_images(workflow):
 
 def test_ablation_reuses_the_chain_and_tables_every_variant(workflow):
     plan = planned_jobs((r := snakemake(workflow, "-n", "ablation")).stdout + r.stderr)
-    assert plan == {"ablation_train": 3, "ablation_predict": 3, "ablation_mosaic": 3, "random_forest": 1,
-                    "ablation_assess": 1, "ablation": 1}, plan
+    assert plan == {"ablation_train": 3, "ablation_predict": 3, "ablation_mosaic": 4, "random_forest": 1,
+                    "random_forest_predict": 1, "ablation_assess": 1, "ablation": 1}, plan
     run = snakemake(workflow, "ablation")
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads((workflow / "results/demo/ablation/metrics.json").read_text())["sources"]
@@ -271,7 +278,7 @@ def test_killed_jobs_and_only_they_are_redone(workflow):
     _kill_during(workflow, "train", *use, "--rerun-incomplete")
     plan = planned(workflow, *use)
     assert plan.get("train") == 1, plan
-    assert not {"demo", "search", "sits", "labels", "pretrain"} & set(plan), plan
+    assert not {"demo", "search", "sits", "labels", "patches", "pretrain"} & set(plan), plan
     assert {"predict", "mosaic", "assess"} <= set(plan), plan
 
     run = snakemake(workflow, *use, "--rerun-incomplete")

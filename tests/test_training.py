@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from cropmap.dataset import TileArrays
 from cropmap.errors import TrainingError
+from cropmap.patches import PatchStore, PatchWriter
 from cropmap.training import load_checkpoint, pretrain, train
 
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -17,8 +17,9 @@ PRETRAIN = {"model": SETTINGS["model"], "steps": 150, "batch_size": 2, "patch_si
             "ndvi_threshold": 0.2, "learning_rate": 3e-3, "seed": 0}
 
 
-def synthetic_tile(labels_value=None, seed=0) -> TileArrays:
-    """Two fields with different seasonal curves, as int16 reflectance * 10000."""
+def synthetic_store(path, *, kind="train", labels_value=None, seed=0) -> PatchStore:
+    """Nine 16 px patches of a 48 px tile of two fields with different seasonal curves (int16
+    reflectance * 10000), as one block's patch store."""
     rng = np.random.default_rng(seed)
     t, h, w = 6, 48, 48
     crop = np.zeros((h, w), bool)
@@ -30,12 +31,17 @@ def synthetic_tile(labels_value=None, seed=0) -> TileArrays:
     refl = np.stack([0.05 + 0 * veg, 0.08 + 0 * veg, red, nir], axis=1)
     refl = refl + rng.normal(0, 0.005, refl.shape)
     labels = np.where(crop, 1, 0).astype(np.uint8) if labels_value is None else np.full((h, w), labels_value, np.uint8)
-    return TileArrays("t", (refl * 10000).astype(np.int16), doy.astype(int), BANDS, np.ones((h, w), bool), labels)
+    times = np.datetime64("2022-12-31") + doy.astype(int)
+    rows, cols = (a.ravel() for a in np.meshgrid([0, 16, 32], [0, 16, 32], indexing="ij"))
+    with PatchWriter(path, kind=kind, times=times, bands=BANDS, size=16, block=f"b{seed}") as writer:
+        writer.add(tile=f"t{seed}", reflectance=(refl * 10000).astype(np.int16), observed=np.ones((t, h, w), bool),
+                   labels=labels if kind == "train" else None, rows=rows, cols=cols)
+    return PatchStore.open(path)
 
 
 def test_empty_label_set_stops_before_training(tmp_path):
     with pytest.raises(TrainingError, match="relax the consensus"):
-        train(tiles=[synthetic_tile(255)], settings=SETTINGS, pretrained=None, out_path=tmp_path / "m.pt",
+        train(stores=[synthetic_store(tmp_path / "s.nc", labels_value=255)], settings=SETTINGS, pretrained=None, out_path=tmp_path / "m.pt",
               metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
     assert not (tmp_path / "m.pt").exists()
 
@@ -44,20 +50,20 @@ def test_non_finite_loss_names_the_step(tmp_path):
     """A pretrained encoder that diverged (NaN weights) makes the first loss NaN."""
     from cropmap.model import ModelConfig, SpatioTemporalNet
 
-    tile = synthetic_tile()
+    store = synthetic_store(tmp_path / "s.nc")
     state = SpatioTemporalNet(ModelConfig(in_bands=4, **SETTINGS["model"])).state_dict()
     state["embed.weight"][0, 0] = float("nan")
     pretrained = {"model_config": ModelConfig(in_bands=4, **SETTINGS["model"]).to_dict(), "state_dict": state,
                   "band_mean": torch.zeros(4), "band_std": torch.ones(4), "bands": BANDS}
     with pytest.raises(TrainingError, match=r"train: loss became nan at step 1"):
-        train(tiles=[tile], settings=SETTINGS, pretrained=pretrained, out_path=tmp_path / "m.pt",
+        train(stores=[store], settings=SETTINGS, pretrained=pretrained, out_path=tmp_path / "m.pt",
               metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
     assert not (tmp_path / "m.pt").exists()
 
 
 def test_pretraining_beats_the_mean_value_baseline(tmp_path):
-    tiles = [synthetic_tile(seed=s) for s in range(2)]
-    pretrain(tiles=tiles, settings=PRETRAIN, out_path=tmp_path / "p.pt", curve_csv=tmp_path / "p.csv",
+    stores = [synthetic_store(tmp_path / f"{s}.nc", kind="pretrain", seed=s) for s in range(2)]
+    pretrain(stores=stores, settings=PRETRAIN, out_path=tmp_path / "p.pt", curve_csv=tmp_path / "p.csv",
              curve_png=tmp_path / "p.png")
     import csv
 
@@ -71,29 +77,30 @@ def test_pretraining_beats_the_mean_value_baseline(tmp_path):
 
 
 def test_training_is_reproducible_and_learns(tmp_path):
-    tiles = [synthetic_tile()]
+    stores = [synthetic_store(tmp_path / f"{s}.nc", seed=s) for s in range(2)]  # one block held out
     settings = dict(SETTINGS, steps=30, eval_every=10, patience=10)
     results = []
     for run in ("a", "b"):
-        results.append(train(tiles=tiles, settings=settings, pretrained=None, out_path=tmp_path / f"{run}.pt",
+        results.append(train(stores=stores, settings=settings, pretrained=None, out_path=tmp_path / f"{run}.pt",
                              metrics_csv=tmp_path / f"{run}.csv", curves_png=tmp_path / f"{run}.png"))
     a, b = (load_checkpoint(tmp_path / f"{r}.pt") for r in "ab")
     for key in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key])
     assert results[0]["val_f1"] > 0.9
+    assert results[0]["validation_unit"] == "block"
 
 
 @pytest.fixture(scope="module")
 def demo_tile(tmp_path_factory):
-    """One 64 px tile of the demo area, composited every 10 days from April to September, with its
-    consensus labels (crop and non-crop)."""
+    """The pretraining and training patch stores of one 64 px tile of the demo area, composited
+    every 10 days from April to September, with its consensus labels (crop and non-crop)."""
     from test_scenes import _config
 
     from cropmap.config import step_settings
-    from cropmap.dataset import load_tiles
     from cropmap.demo import make_demo
     from cropmap.grid import blocks_for_area
     from cropmap.labels import block_labels, write_block_labels
+    from cropmap.patches import write_block_patches
     from cropmap.search import search_items
     from cropmap.sits import build_tile_cube, write_cube
 
@@ -113,7 +120,13 @@ def demo_tile(tmp_path_factory):
     write_block_labels(root / "labels.tif", block_labels(block=block, products=labels["products"],
                                                          consensus=labels["consensus"]),
                        block=block, product_names=list(labels["products"]))
-    return load_tiles([str(root / "cube.nc")], [str(root / "labels.tif")])
+    stores = {}
+    for kind in ("pretrain", "train"):
+        write_block_patches(kind=kind, cube_paths=[str(root / "cube.nc")], label_paths=[str(root / "labels.tif")],
+                            block=block_id, settings={"size": 32, "per_tile": 48, "seed": 0, "crop_share": 0.5,
+                                                      "follow_labelled_share": False}, out_path=root / f"{kind}.nc")
+        stores[kind] = [PatchStore.open(root / f"{kind}.nc")]
+    return stores
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +135,7 @@ def demo_pretraining(demo_tile, tmp_path_factory):
     import csv
 
     root = tmp_path_factory.mktemp("demo_pretraining")
-    pretrain(tiles=demo_tile, settings=dict(PRETRAIN, steps=200, patch_size=24), out_path=root / "p.pt",
+    pretrain(stores=demo_tile["pretrain"], settings=dict(PRETRAIN, steps=200, patch_size=24), out_path=root / "p.pt",
              curve_csv=root / "p.csv", curve_png=root / "p.png")
     return load_checkpoint(root / "p.pt"), list(csv.DictReader(open(root / "p.csv")))
 
@@ -144,7 +157,7 @@ def test_fine_tuning_from_pretraining_starts_from_a_lower_loss(demo_tile, demo_p
     settings = dict(SETTINGS, steps=1, patch_size=24, batch_size=4, seed=seed)
     start = {}
     for name, pretrained in (("scratch", None), ("pretrained", checkpoint)):
-        result = train(tiles=demo_tile, settings=settings, pretrained=pretrained, out_path=tmp_path / f"{name}.pt",
+        result = train(stores=demo_tile["train"], settings=settings, pretrained=pretrained, out_path=tmp_path / f"{name}.pt",
                        metrics_csv=tmp_path / f"{name}.csv", curves_png=tmp_path / f"{name}.png")
         start[name] = result["probe_loss"]
     assert start["pretrained"] < 0.95 * start["scratch"], start

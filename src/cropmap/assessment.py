@@ -17,21 +17,28 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
+from rasterio.windows import from_bounds
+
+from cropmap.conventions import NODATA
 from cropmap.errors import DataError
-from cropmap.grid import AreaGrid
+from cropmap.grid import AreaGrid, Tile
 
-__all__ = ["binary_metrics", "reference_on_grid", "reference_from_settings", "assess_sources", "metrics_table",
-           "stratified_estimate"]
-
-NODATA = 255
+__all__ = ["Reference", "assess", "assess_area", "binary_metrics", "confusion", "metrics_from_confusion", "metrics_table",
+           "reference_from_settings", "reference_on_grid", "stratified_estimate"]
 
 
-def binary_metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
-    """Metrics of the crop class (1) against the reference; 255 in either array is ignored."""
+def confusion(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(2, 2) pixel counts, rows = reference (non-crop, crop), columns = predicted; 255 in either
+    array is ignored."""
     sel = (predicted != NODATA) & (reference != NODATA)
-    p, r = predicted[sel].astype(bool), reference[sel].astype(bool)
-    tp, fp = int(np.sum(p & r)), int(np.sum(p & ~r))
-    fn, tn = int(np.sum(~p & r)), int(np.sum(~p & ~r))
+    codes = reference[sel].astype(np.intp) * 2 + predicted[sel].astype(bool)
+    return np.bincount(codes, minlength=4).reshape(2, 2).astype(np.int64)
+
+
+def metrics_from_confusion(matrix, *, reference_pixels: int | None = None) -> dict[str, Any]:
+    """Metrics of the crop class from a confusion matrix (rows = reference, columns = predicted);
+    `coverage` is the share of the `reference_pixels` the source covers."""
+    (tn, fp), (fn, tp) = (int(v) for v in np.asarray(matrix)[0]), (int(v) for v in np.asarray(matrix)[1])
     n = tp + fp + fn + tn
     oa = (tp + tn) / n if n else float("nan")
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -42,67 +49,109 @@ def binary_metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, An
     kappa = (oa - expected) / (1 - expected) if n and expected != 1 else 0.0
     return {
         "f1": f1, "precision": precision, "recall": recall, "iou": iou, "oa": oa, "kappa": kappa,
-        # rows = reference (non-crop, crop), columns = predicted (non-crop, crop)
         "confusion_matrix": [[tn, fp], [fn, tp]],
         "pixels": n,
-        "coverage": n / max(int(np.sum(reference != NODATA)), 1),
+        "coverage": n / max(reference_pixels if reference_pixels is not None else n, 1),
     }
+
+
+def binary_metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Metrics of the crop class (1) against the reference; 255 in either array is ignored."""
+    return metrics_from_confusion(confusion(predicted, reference), reference_pixels=int(np.sum(reference != NODATA)))
 
 
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
 
 
+class Reference:
+    """An area's reference, read window by window on the map's grid as uint8 1 crop / 0 non-crop /
+    255 none.
+
+    A raster (a crop census layer) is resampled by nearest neighbour, window by window; a CSV of
+    points (columns `lon`, `lat`, or `x`, `y` in `crs`) or a vector file of labelled points or
+    polygons is read once and burnt into each window, its `class_column` mapped to crop through
+    `crop_classes`. `check()` after the last window says whether the reference overlapped the map
+    and held a crop class.
+    """
+
+    def __init__(self, path: str, *, grid_crs: str, crop_classes: Sequence[int], nodata: int | None,
+                 class_column: str = "class", crs: str = "EPSG:4326"):
+        self.path, self.crop_classes, self.nodata = path, list(crop_classes), nodata
+        self.grid_crs = grid_crs
+        self._seen = 0  # reference pixels found in the windows so far
+        self._crop_seen = False
+        self._values_found: set[int] = set()
+        self._points = self._shapes = None
+        suffix = Path(path).suffix.lower()
+        if suffix == ".csv":
+            self._points = _read_points_csv(path, class_column=class_column, crs=crs, grid_crs=grid_crs)
+        elif suffix in VECTOR_SUFFIXES:
+            self._points, self._shapes = _read_vector(path, class_column=class_column, grid_crs=grid_crs)
+        else:
+            try:
+                src = rasterio.open(path)
+            except rasterio.RasterioIOError as err:
+                raise DataError(f"cannot open the reference {path}: {err}") from None
+            with src:
+                if src.crs is None:
+                    raise DataError(f"the reference {path} has no CRS")
+
+    def _values(self, grid) -> np.ndarray:
+        """Reference classes on `grid` (anything with crs, transform, shape) as int32, -1 = none."""
+        if self._points is not None:
+            return _burn_points(*self._points, grid)
+        if self._shapes is not None:
+            from rasterio.features import rasterize
+
+            return rasterize(self._shapes, out_shape=grid.shape, transform=grid.transform, fill=-1, dtype="int32")
+        values = np.full(grid.shape, -1, np.int32)
+        with rasterio.open(self.path) as src:
+            reproject(rasterio.band(src, 1), values, dst_transform=grid.transform, dst_crs=grid.crs,
+                      dst_nodata=-1, resampling=Resampling.nearest)
+        return values
+
+    def window(self, grid) -> np.ndarray:
+        """The recoded reference on `grid` (uint8 (H, W))."""
+        values = self._values(grid)
+        out = np.where(np.isin(values, self.crop_classes), 1, 0).astype(np.uint8)
+        out[values == -1] = NODATA
+        if self.nodata is not None:
+            out[values == self.nodata] = NODATA
+        has_data = out != NODATA
+        self._seen += int(has_data.sum())
+        self._crop_seen |= bool(np.any(out == 1))
+        if len(self._values_found) < 20:
+            self._values_found.update(np.unique(values[has_data])[:20].tolist())
+        return out
+
+    def check(self, grid_bounds) -> None:
+        """Raise `DataError` if no window held reference data, or none held a crop class."""
+        if not self._seen:
+            raise DataError(f"the reference {self.path} does not overlap the map (CRS {self.grid_crs}, bounds "
+                            f"{tuple(round(b) for b in grid_bounds)}); check its CRS and extent")
+        if not self._crop_seen:
+            found = sorted(self._values_found)[:20]
+            raise DataError(f"none of the reference's crop classes {self.crop_classes} occurs in {self.path} over "
+                            f"the map (values found: {found}); set areas.<area>.reference.crop_classes")
+
+
+def reference_from_settings(ref: Mapping[str, Any], crs: str) -> Reference:
+    """The `Reference` of an `areas.<area>.reference` entry of the config, for a map in `crs`."""
+    return Reference(ref["path"], grid_crs=crs, crop_classes=ref["crop_classes"], nodata=ref.get("nodata"),
+                     class_column=ref.get("class_column", "class"), crs=ref.get("crs", "EPSG:4326"))
+
+
 def reference_on_grid(path: str, grid: AreaGrid, *, crop_classes: Sequence[int], nodata: int | None,
                       class_column: str = "class", crs: str = "EPSG:4326") -> np.ndarray:
-    """The reference recoded to 1 / 0 / 255 on the area grid.
-
-    A raster (a crop census layer) is resampled by nearest neighbour; a CSV of points (columns
-    `lon`, `lat`, or `x`, `y` in `crs`) or a vector file of labelled points or polygons is burnt
-    into the grid, its `class_column` mapped to crop through `crop_classes`; pixels without a
-    reference are 255.
-    """
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        values = _points_csv_on_grid(path, grid, class_column=class_column, crs=crs)
-    elif suffix in VECTOR_SUFFIXES:
-        values = _vector_on_grid(path, grid, class_column=class_column)
-    else:
-        values = _raster_on_grid(path, grid)
-    out = np.where(np.isin(values, crop_classes), 1, 0).astype(np.uint8)
-    out[values == -1] = NODATA
-    if nodata is not None:
-        out[values == nodata] = NODATA
-    if np.all(out == NODATA):
-        raise DataError(f"the reference {path} does not overlap the map (CRS {grid.crs}, bounds "
-                        f"{tuple(round(b) for b in grid.bounds)}); check its CRS and extent")
-    if not np.any(out == 1):
-        found = np.unique(values[out != NODATA])[:20].tolist()
-        raise DataError(f"none of the reference's crop classes {list(crop_classes)} occurs in {path} over the map "
-                        f"(values found: {found}); set areas.<area>.reference.crop_classes")
+    """The reference recoded to 1 / 0 / 255 on a small grid, in one window (see `Reference`)."""
+    reference = Reference(path, grid_crs=grid.crs, crop_classes=crop_classes, nodata=nodata,
+                          class_column=class_column, crs=crs)
+    out = reference.window(grid)
+    reference.check(grid.bounds)
     return out
 
 
-def reference_from_settings(ref: Mapping[str, Any], grid: AreaGrid) -> np.ndarray:
-    """`reference_on_grid` for an `areas.<area>.reference` entry of the config."""
-    return reference_on_grid(ref["path"], grid, crop_classes=ref["crop_classes"], nodata=ref.get("nodata"),
-                             class_column=ref.get("class_column", "class"), crs=ref.get("crs", "EPSG:4326"))
-
-
-def _raster_on_grid(path: str, grid: AreaGrid) -> np.ndarray:
-    try:
-        src = rasterio.open(path)
-    except rasterio.RasterioIOError as err:
-        raise DataError(f"cannot open the reference {path}: {err}") from None
-    with src:
-        if src.crs is None:
-            raise DataError(f"the reference {path} has no CRS")
-        values = np.full(grid.shape, -1, np.int32)
-        reproject(rasterio.band(src, 1), values, dst_transform=grid.transform, dst_crs=grid.crs,
-                  dst_nodata=-1, resampling=Resampling.nearest)
-    return values
-
-
-def _burn_points(xs, ys, classes, grid: AreaGrid) -> np.ndarray:
+def _burn_points(xs, ys, classes, grid) -> np.ndarray:
     values = np.full(grid.shape, -1, np.int32)
     rows, cols = rasterio.transform.rowcol(grid.transform, xs, ys)
     rows, cols = np.asarray(rows), np.asarray(cols)
@@ -111,7 +160,8 @@ def _burn_points(xs, ys, classes, grid: AreaGrid) -> np.ndarray:
     return values
 
 
-def _points_csv_on_grid(path: str, grid: AreaGrid, *, class_column: str, crs: str) -> np.ndarray:
+def _read_points_csv(path: str, *, class_column: str, crs: str, grid_crs: str):
+    """(xs, ys, classes) of a CSV of points, in `grid_crs`."""
     import csv
 
     from rasterio.warp import transform as warp_transform
@@ -137,14 +187,14 @@ def _points_csv_on_grid(path: str, grid: AreaGrid, *, class_column: str, crs: st
         classes = [int(float(r[class_column])) for r in rows]
     except ValueError as err:
         raise DataError(f"the reference {path}: column {class_column!r} must hold class numbers ({err})") from None
-    xs, ys = warp_transform(src_crs, grid.crs, xs, ys)
-    return _burn_points(xs, ys, classes, grid)
+    xs, ys = warp_transform(src_crs, grid_crs, xs, ys)
+    return np.asarray(xs), np.asarray(ys), np.asarray(classes, np.int32)
 
 
-def _vector_on_grid(path: str, grid: AreaGrid, *, class_column: str) -> np.ndarray:
+def _read_vector(path: str, *, class_column: str, grid_crs: str):
+    """((xs, ys, classes), None) of a vector file of points, or (None, [(polygon, class), ...]), in `grid_crs`."""
     import pyogrio
     import shapely
-    from rasterio.features import rasterize
 
     from cropmap.grid import reproject_geometry
 
@@ -160,15 +210,10 @@ def _vector_on_grid(path: str, grid: AreaGrid, *, class_column: str) -> np.ndarr
     if not meta.get("crs"):
         raise DataError(f"the reference {path} has no CRS")
     classes = np.asarray(fields[names.index(class_column)]).astype(np.int32)
-    geoms = [reproject_geometry(g, meta["crs"], grid.crs) for g in shapely.from_wkb(geometry)]
+    geoms = [reproject_geometry(g, meta["crs"], grid_crs) for g in shapely.from_wkb(geometry)]
     if all(g.geom_type == "Point" for g in geoms):
-        return _burn_points([g.x for g in geoms], [g.y for g in geoms], classes, grid)
-    return rasterize(zip(geoms, classes.tolist()), out_shape=grid.shape, transform=grid.transform, fill=-1,
-                     dtype="int32")
-
-
-def assess_sources(reference: np.ndarray, sources: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    return {name: binary_metrics(values, reference) for name, values in sources.items()}
+        return (np.array([g.x for g in geoms]), np.array([g.y for g in geoms]), classes), None
+    return None, list(zip(geoms, classes.tolist()))
 
 
 def metrics_table(metrics: Mapping[str, Mapping[str, Any]], *, decimals: int = 3, csv: bool = False) -> str:
@@ -184,14 +229,72 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]], *, decimals: int = 3
     return "\n".join(lines) + "\n"
 
 
-def per_tile_metrics(predicted: np.ndarray, reference: np.ndarray, grid: AreaGrid) -> dict[str, dict[str, Any]]:
-    """Metrics of each tile of the grid, to show where the map is weak."""
-    out = {}
-    for tile in grid.tiles:
-        r, c = grid.offset(tile)
-        window = (slice(r, r + tile.size), slice(c, c + tile.size))
-        out[tile.id] = binary_metrics(predicted[window], reference[window])
-    return out
+def assess_area(*, tiles: Sequence[Tile], reference: Reference, maps: Mapping[str, str], label_paths: Sequence[str],
+                products: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(metrics of every source, metrics of the first map per tile), tile by tile.
+
+    Sources: each of `maps` (name -> COG), the consensus and each product of the block label files.
+    Every source's confusion matrix is accumulated over the tiles, from windows of the reference read
+    as uint8; memory is that of one tile, whatever the area."""
+    from cropmap.labels import BlockRasters, product_band
+
+    labels = BlockRasters(label_paths)
+    bands = {"consensus": 1, **{name: product_band(label_paths[0], name) for name in products}}
+    names = [*maps, *bands]
+    totals = {name: np.zeros((2, 2), np.int64) for name in names}
+    reference_pixels = 0
+    per_tile: dict[str, dict[str, Any]] = {}
+    opened = {name: rasterio.open(path) for name, path in maps.items()}
+    try:
+        for tile in tiles:
+            ref = reference.window(tile)
+            n_ref = int(np.sum(ref != NODATA))
+            reference_pixels += n_ref
+            if not n_ref:  # nothing to compare here (a sparse sample of points leaves most tiles empty)
+                per_tile[tile.id] = metrics_from_confusion(np.zeros((2, 2)), reference_pixels=0)
+                continue
+            for name, src in opened.items():
+                window = from_bounds(*tile.bounds, transform=src.transform).round_offsets().round_lengths()
+                cm = confusion(src.read(1, window=window), ref)
+                totals[name] += cm
+                if name == next(iter(maps)):
+                    per_tile[tile.id] = metrics_from_confusion(cm, reference_pixels=n_ref)
+            for name, band in bands.items():
+                totals[name] += confusion(labels.read(tile.bounds, band=band, name=tile.id), ref)
+    finally:
+        for src in opened.values():
+            src.close()
+    metrics = {name: metrics_from_confusion(totals[name], reference_pixels=reference_pixels) for name in names}
+    return metrics, per_tile
+
+
+def assess(*, settings: Mapping[str, Any], map_path: str, extra_maps: Mapping[str, str], label_paths: Sequence[str],
+           out_json, out_table, out_csv, out_per_tile, out_confusion_png) -> str:
+    """The `assess` step: metrics of the map, `extra_maps`, the consensus and every product against
+    the area's reference, as JSON, Markdown, CSV, per-tile CSV and confusion plot; returns the table."""
+    from cropmap.grid import tiles_for_area
+    from cropmap.io import atomic_path, write_json
+    from cropmap.report import confusion_plot
+
+    ref = settings["reference"]
+    if not ref:
+        raise DataError("assess: the area has no reference data (areas.<area>.reference)")
+    tiles = tiles_for_area(settings["grid"])
+    reference = reference_from_settings(ref, tiles[0].crs)
+    metrics, per_tile = assess_area(tiles=tiles, reference=reference, maps={"map": map_path, **extra_maps},
+                                    label_paths=label_paths, products=settings["products"])
+    reference.check(AreaGrid(tuple(tiles)).bounds)
+    write_json(out_json, {"reference": ref["path"], "positive_class": settings["positive_label"], "sources": metrics})
+    table = metrics_table(metrics, decimals=settings["table_decimals"])
+    with atomic_path(out_table) as tmp:
+        tmp.write_text("# Accuracy against the reference\n\n" + table)
+    with atomic_path(out_csv) as tmp:
+        tmp.write_text(metrics_table(metrics, decimals=settings["table_decimals"], csv=True))
+    with atomic_path(out_per_tile) as tmp:
+        tmp.write_text("tile,f1,oa,pixels\n" + "".join(
+            f"{tile},{m['f1']:.4f},{m['oa']:.4f},{m['pixels']}\n" for tile, m in per_tile.items()))
+    confusion_plot(metrics, out_confusion_png)
+    return table
 
 
 def stratified_estimate(counts, mapped_area, *, z: float = 1.96) -> dict[str, Any]:

@@ -82,24 +82,45 @@ def cmd_label_quality(args) -> None:
           f"{summary.get('accuracy', {}).get('consensus', float('nan')):.3f}")
 
 
+def _torch_threads(threads: int) -> int:
+    """Use `threads` cores for torch; returns how many patch-loading processes go beside it."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    return min(4, threads // 2)
+
+
+def cmd_patches(args) -> None:
+    from cropmap.patches import write_block_patches
+
+    written = write_block_patches(kind=args.kind, cube_paths=args.cubes, label_paths=args.labels, block=args.block,
+                                  settings=_settings(args.settings), out_path=args.out)
+    print(f"block {args.block}: {sum(written.values())} {args.kind} patches from {len(written)} tiles -> {args.out}")
+
+
+def _stores(paths):
+    from cropmap.patches import PatchStore
+
+    return [PatchStore.open(path) for path in paths]
+
+
 def cmd_pretrain(args) -> None:
-    from cropmap.dataset import load_tiles
     from cropmap.training import pretrain
 
-    settings = _settings(args.settings)
-    result = pretrain(tiles=load_tiles(args.cubes), settings=settings, out_path=args.out,
-                      curve_csv=args.curve_csv, curve_png=args.curve_png)
+    workers = _torch_threads(args.threads)
+    result = pretrain(stores=_stores(args.patches), settings=_settings(args.settings), out_path=args.out,
+                      curve_csv=args.curve_csv, curve_png=args.curve_png, workers=workers)
     print(f"pretraining done: {result}")
 
 
 def cmd_train(args) -> None:
-    from cropmap.dataset import load_tiles
     from cropmap.training import load_checkpoint, train
 
     settings = _settings(args.settings)
+    workers = _torch_threads(args.threads)
     pretrained = load_checkpoint(args.pretrained) if args.pretrained and settings["use_pretrained"] else None
-    result = train(tiles=load_tiles(args.cubes, args.labels), settings=settings, pretrained=pretrained,
-                   out_path=args.out, metrics_csv=args.metrics_csv, curves_png=args.curves_png)
+    result = train(stores=_stores(args.patches), settings=settings, pretrained=pretrained, out_path=args.out,
+                   metrics_csv=args.metrics_csv, curves_png=args.curves_png, workers=workers)
     print(f"training done: {result}")
 
 
@@ -129,55 +150,32 @@ def cmd_mosaic(args) -> None:
 
 
 def cmd_assess(args) -> None:
-    from cropmap.assessment import assess_sources, metrics_table, per_tile_metrics, reference_from_settings
-    from cropmap.grid import AreaGrid, tiles_for_area
-    from cropmap.io import atomic_path, read_mosaic, write_json
-    from cropmap.labels import product_band
-    from cropmap.report import confusion_plot
+    from cropmap.assessment import assess
 
-    settings = _settings(args.settings)
-    grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
-    ref = settings["reference"]
-    if not ref:
-        raise CropmapError("assess: the area has no reference data (areas.<area>.reference)")
-    reference = reference_from_settings(ref, grid)
-    sources = {"map": read_mosaic([args.map], grid=grid)}
-    for name, path in args.extra_map or []:
-        sources[name] = read_mosaic([path], grid=grid)
-    sources["consensus"] = read_mosaic(args.labels, grid=grid)
-    for name in settings["products"]:
-        sources[name] = read_mosaic(args.labels, grid=grid, band=product_band(args.labels[0], name))
-    metrics = assess_sources(reference, sources)
-    write_json(args.out, {"reference": ref["path"], "positive_class": settings["positive_label"], "sources": metrics})
-    table = metrics_table(metrics, decimals=settings["table_decimals"])
-    with atomic_path(args.table) as tmp:
-        tmp.write_text("# Accuracy against the reference\n\n" + table)
-    with atomic_path(args.csv) as tmp:
-        tmp.write_text(metrics_table(metrics, decimals=settings["table_decimals"], csv=True))
-    per_tile = per_tile_metrics(sources["map"], reference, grid)
-    with atomic_path(args.per_tile) as tmp:
-        tmp.write_text("tile,f1,oa,pixels\n" + "".join(
-            f"{tile},{m['f1']:.4f},{m['oa']:.4f},{m['pixels']}\n" for tile, m in per_tile.items()))
-    confusion_plot(metrics, args.confusion_png)
+    table = assess(settings=_settings(args.settings), map_path=args.map, extra_maps=dict(args.extra_map or []),
+                   label_paths=args.labels, out_json=args.out, out_table=args.table, out_csv=args.csv,
+                   out_per_tile=args.per_tile, out_confusion_png=args.confusion_png)
     print(table)
 
 
 def cmd_random_forest(args) -> None:
-    import numpy as np
+    from cropmap.baseline import fit_random_forest, save_forest
 
-    from cropmap.baseline import random_forest_map
-    from cropmap.dataset import load_tiles
-    from cropmap.grid import AreaGrid, tiles_for_area
-    from cropmap.io import write_geotiff
+    model = fit_random_forest(stores=_stores(args.patches), settings=_settings(args.settings), threads=args.threads)
+    save_forest(model, args.out)
+    print(f"random forest of {len(model['forest'].estimators_)} trees -> {args.out}")
+
+
+def cmd_random_forest_predict(args) -> None:
+    from cropmap.baseline import load_forest, random_forest_block
+    from cropmap.grid import block_by_id
+    from cropmap.predict import write_block_prediction
 
     settings = _settings(args.settings)
-    grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
-    classes = random_forest_map(tiles=load_tiles(args.cubes, args.labels), grid=grid, settings=settings,
-                                threads=args.threads)
-    write_geotiff(args.out, classes, transform=grid.transform, crs=grid.crs, nodata=255, cog=True,
-                  overview_resampling="nearest", tags={"classes": "0 non-crop, 1 crop, 255 no data",
-                                                       "producer": "cropmap random-forest baseline"})
-    print(f"random forest map: crop share {np.mean(classes[classes != 255] == 1):.1%} -> {args.out}")
+    block = block_by_id(settings["grid"], settings["block_tiles"], args.block)
+    out = random_forest_block(cube_paths=args.cubes, model=load_forest(args.model), block=block)
+    write_block_prediction(args.out, out, block=block)
+    print(f"random forest on block {args.block} ({len(args.cubes)} tiles) -> {args.out}")
 
 
 def cmd_quicklook(args) -> None:
@@ -198,15 +196,10 @@ def cmd_availability(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    import numpy as np
-    import rasterio
-
-    from cropmap.report import draw_sample, sample_sizes
+    from cropmap.report import draw_sample, map_class_counts, sample_sizes
 
     settings = _settings(args.settings)
-    with rasterio.open(args.map) as src:
-        classes = src.read(1)
-    counts = np.array([np.sum(classes == 0), np.sum(classes == 1)], float)
+    counts = map_class_counts(args.map).astype(float)
     if counts.sum() == 0:
         raise CropmapError(f"sample: the map {args.map} has no mapped pixel")
     sizes = sample_sizes(counts / counts.sum(), expected_users_accuracy=settings["expected_users_accuracy"],
@@ -281,14 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
     p.add_argument("--out", required=True)
     p.add_argument("--plot", required=True)
+    p = add("patches", cmd_patches, "draw one block's pretraining or training patches into its patch store")
+    p.add_argument("--kind", choices=["pretrain", "train"], required=True)
+    p.add_argument("--cubes", nargs="+", required=True, help="the block's tile cubes")
+    p.add_argument("--labels", nargs="+", help="the block's label file (training patches)")
+    p.add_argument("--block", required=True)
+    p.add_argument("--out", required=True)
     p = add("pretrain", cmd_pretrain, "self-supervised masked pretraining")
-    p.add_argument("--cubes", nargs="+", required=True)
+    p.add_argument("--patches", nargs="+", required=True, help="the blocks' pretraining patch stores")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     p.add_argument("--curve-csv", required=True)
     p.add_argument("--curve-png", required=True)
     p = add("train", cmd_train, "weakly supervised training on consensus labels")
-    p.add_argument("--cubes", nargs="+", required=True)
-    p.add_argument("--labels", nargs="+", required=True)
+    p.add_argument("--patches", nargs="+", required=True, help="the blocks' training patch stores")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--pretrained")
     p.add_argument("--out", required=True)
     p.add_argument("--metrics-csv", required=True)
@@ -312,10 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--per-tile", required=True)
     p.add_argument("--confusion-png", required=True)
-    p = add("random-forest", cmd_random_forest, "baseline map: random forest on monthly medians")
-    p.add_argument("--cubes", nargs="+", required=True)
-    p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
+    p = add("random-forest", cmd_random_forest, "baseline: fit a random forest on monthly medians of the training patches")
+    p.add_argument("--patches", nargs="+", required=True, help="the blocks' training patch stores")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p = add("random-forest-predict", cmd_random_forest_predict, "baseline: the random forest's map of one block")
+    p.add_argument("--cubes", nargs="+", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--block", required=True)
     p.add_argument("--out", required=True)
     p = sub.add_parser("quicklook", help="PNG quick looks of the map and the probability")
     p.set_defaults(func=cmd_quicklook)

@@ -115,6 +115,10 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             f"predict.overlap: {predict['overlap']} must be less than half of predict.window "
             f"({predict['window']})"
         )
+    for step in ("pretrain", "train"):
+        if config[step]["patch_size"] > config["patches"]["size"]:
+            raise ConfigError(f"{step}.patch_size: {config[step]['patch_size']} is larger than the stored patches "
+                              f"(patches.size = {config['patches']['size']})")
     for name, area in config["areas"].items():
         _check_area(name, area, config)
     products = {p for area in config["areas"].values() for p in area["glc"]}
@@ -190,6 +194,9 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
                 f"(expected one of: {', '.join(sorted(PRODUCTS))}, or give crop_classes)"
             )
     window, overlap = config["predict"]["window"], config["predict"]["overlap"]
+    if area["tile_size"] < config["patches"]["size"]:
+        raise ConfigError(f"{key}.tile_size: {area['tile_size']} is smaller than patches.size "
+                          f"({config['patches']['size']})")
     if area["tile_size"] < window:
         raise ConfigError(f"{key}.tile_size: {area['tile_size']} is smaller than predict.window ({window})")
     if area["tile_size"] % (window - overlap):
@@ -246,6 +253,13 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
         return {"grid": grid, "season": a["season"], "sign": a["stac"]["sign"], **config["sits"]}
     if step == "labels":
         return {"grid": grid, "block_tiles": a["block_tiles"], "products": a["glc"], "consensus": config["consensus"]}
+    if step == "pretrain_patches":
+        patches = config["patches"]
+        return {"size": patches["size"], "per_tile": patches["pretrain_per_tile"], "seed": patches["seed"]}
+    if step == "train_patches":
+        patches = config["patches"]
+        return {"size": patches["size"], "per_tile": patches["train_per_tile"], "seed": patches["seed"],
+                "follow_labelled_share": patches["follow_labelled_share"], "crop_share": patches["crop_share"]}
     if step == "pretrain":
         return {"model": config["model"], **config["pretrain"]}
     if step == "train":
@@ -266,7 +280,9 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
     if step == "area":
         return {"reference": a.get("reference"), "labelled_sample": config["assess"].get("labelled_sample")}
     if step == "random_forest":
-        return {"grid": grid, "seed": config["train"]["seed"], **config["ablation"]["random_forest"]}
+        return {"seed": config["train"]["seed"], **config["ablation"]["random_forest"]}
+    if step == "random_forest_predict":
+        return {"grid": grid, "block_tiles": a["block_tiles"]}
     if step == "stac_item":
         return {"season": a["season"]}
     raise ValueError(f"unknown step {step!r}")

@@ -16,8 +16,9 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 
-__all__ = ["atomic_path", "write_geotiff", "write_json", "read_json"]
+__all__ = ["atomic_path", "iter_windows", "read_json", "write_cog_from_blocks", "write_geotiff", "write_json"]
 
 
 @contextlib.contextmanager
@@ -131,13 +132,65 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def read_mosaic(paths, *, grid, band: int = 1, nodata: int = 255) -> np.ndarray:
-    """Paste one band of tile rasters (on `grid`'s pixel lattice) into the area grid's array."""
-    out = np.full(grid.shape, nodata, np.uint8)
+def iter_windows(height: int, width: int, *, size: int = 2048) -> Iterator[Window]:
+    """Windows of at most `size` x `size` px covering a raster, row by row: what a step holds at once."""
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            yield Window(col, row, min(size, width - col), min(size, height - row))
+
+
+def _vrt_of_blocks(paths: Sequence[str | os.PathLike], *, grid, band: int, nodata: int, dtype: str = "Byte",
+                   tags: dict[str, str] | None = None, description: str | None = None) -> str:
+    """A GDAL VRT (XML) placing one band of each block raster on `grid`'s lattice; no pixel is read."""
+    from xml.sax.saxutils import escape
+
+    from pyproj import CRS
+
+    height, width = grid.shape
     left, _, _, top = grid.bounds
+    res = grid.resolution
+    sources = []
     for path in paths:
         with rasterio.open(path) as src:
-            r = round((top - src.transform.f) / grid.resolution)
-            c = round((src.transform.c - left) / grid.resolution)
-            out[r:r + src.height, c:c + src.width] = src.read(band)
-    return out
+            r = round((top - src.transform.f) / res)
+            c = round((src.transform.c - left) / res)
+            h, w = src.height, src.width
+        sources.append(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(path).resolve()))}</SourceFilename>'
+            f"<SourceBand>{band}</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/><DstRect xOff="{c}" yOff="{r}" xSize="{w}" ySize="{h}"/>'
+            "</SimpleSource>")
+    metadata = "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in (tags or {}).items())
+    return (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<SRS>{escape(CRS.from_user_input(grid.crs).to_wkt())}</SRS>"
+        f"<GeoTransform>{left!r}, {res!r}, 0.0, {top!r}, 0.0, {-res!r}</GeoTransform>"
+        f"<Metadata>{metadata}</Metadata>"
+        f'<VRTRasterBand dataType="{dtype}" band="1"><NoDataValue>{nodata}</NoDataValue>'
+        f"{f'<Description>{escape(description)}</Description>' if description else ''}"
+        f"{''.join(sources)}</VRTRasterBand></VRTDataset>"
+    )
+
+
+def write_cog_from_blocks(path: str | os.PathLike, block_paths: Sequence[str | os.PathLike], *, grid, band: int,
+                          nodata: int = 255, overview_resampling: str = "nearest", tags: dict[str, str] | None = None,
+                          description: str | None = None, cache_mb: int = 256) -> None:
+    """One band of the block rasters as one COG with overviews on the area `grid`, atomically.
+
+    GDAL streams it from a VRT of the blocks with the COG driver, so memory is bounded by its block
+    cache (`cache_mb`), not by the size of the area; areas without a block are `nodata`.
+    """
+    vrt = _vrt_of_blocks(block_paths, grid=grid, band=band, nodata=nodata, tags=tags, description=description)
+    height, width = grid.shape
+    with atomic_path(path) as tmp:
+        vrt_path = tmp.with_name(tmp.name + ".vrt")
+        try:
+            vrt_path.write_text(vrt)
+            with rasterio.Env(GDAL_CACHEMAX=cache_mb, GDAL_NUM_THREADS=1):
+                rasterio.shutil.copy(
+                    vrt_path, tmp, driver="COG", compress="DEFLATE", predictor="YES", blocksize=256,
+                    overview_resampling=overview_resampling.upper(),
+                    overview_count=len(overview_factors(height, width)), bigtiff="IF_SAFER",
+                )
+        finally:
+            vrt_path.unlink(missing_ok=True)

@@ -9,39 +9,81 @@ from typing import Any
 import numpy as np
 
 from cropmap.assessment import reference_from_settings
-from cropmap.consensus import UNLABELLED, pairwise_agreement
+from cropmap.consensus import UNLABELLED
 from cropmap.grid import AreaGrid, tiles_for_area
-from cropmap.io import atomic_path, read_mosaic, write_json
-from cropmap.labels import product_band
+from cropmap.io import atomic_path, write_json
+from cropmap.labels import BlockRasters, product_band
 
-__all__ = ["label_quality", "summarise_labels"]
+__all__ = ["LabelCounts", "label_quality", "summarise_labels"]
 
 
-def _accuracy(values: np.ndarray, reference: np.ndarray) -> float:
-    sel = (values != UNLABELLED) & (reference != UNLABELLED)
-    return float(np.mean(values[sel] == reference[sel])) if sel.any() else float("nan")
+class LabelCounts:
+    """What the label-quality summary is made of, as counts added window by window."""
+
+    def __init__(self, products: Sequence[str]):
+        self.names = list(products)
+        n = len(self.names)
+        self.pixels = self.labelled = self.labelled_crop = 0
+        self.covered = np.zeros(n, np.int64)
+        self.covered_crop = np.zeros(n, np.int64)
+        self.both = np.zeros((n, n), np.int64)
+        self.same = np.zeros((n, n), np.int64)
+        self.checked = np.zeros(n + 1, np.int64)  # consensus, then each product: pixels with a reference
+        self.correct = np.zeros(n + 1, np.int64)
+        self.with_reference = False
+
+    def add(self, labels: np.ndarray, products: Mapping[str, np.ndarray], reference: np.ndarray | None = None) -> None:
+        """Count one window: consensus `labels`, the recoded `products`, and the reference (1 / 0 / 255)."""
+        stack = [products[name] for name in self.names]
+        self.pixels += labels.size
+        labelled = labels != UNLABELLED
+        self.labelled += int(labelled.sum())
+        self.labelled_crop += int(np.sum(labels[labelled] == 1))
+        has = [p != UNLABELLED for p in stack]
+        for i, product in enumerate(stack):
+            self.covered[i] += int(has[i].sum())
+            self.covered_crop[i] += int(np.sum(product[has[i]] == 1))
+            for j in range(i + 1, len(stack)):
+                both = has[i] & has[j]
+                self.both[i, j] += int(both.sum())
+                self.same[i, j] += int(np.sum(product[both] == stack[j][both]))
+        if reference is not None:
+            self.with_reference = True
+            for k, values in enumerate([labels, *stack]):
+                sel = (values != UNLABELLED) & (reference != UNLABELLED)
+                self.checked[k] += int(sel.sum())
+                self.correct[k] += int(np.sum(values[sel] == reference[sel]))
+
+    def summary(self) -> dict[str, Any]:
+        def share(part, whole):
+            return float(part / whole) if whole else float("nan")
+
+        matrix = np.eye(len(self.names))
+        for i in range(len(self.names)):
+            for j in range(i + 1, len(self.names)):
+                matrix[i, j] = matrix[j, i] = share(self.same[i, j], self.both[i, j])
+        summary: dict[str, Any] = {
+            "pixels": int(self.pixels),
+            "labelled_fraction": share(self.labelled, self.pixels),
+            "crop_share_of_labels": share(self.labelled_crop, self.labelled),
+            "products": {name: {"coverage": share(self.covered[i], self.pixels),
+                                "crop_share": share(self.covered_crop[i], self.covered[i])}
+                         for i, name in enumerate(self.names)},
+            "pairwise_agreement": {"products": self.names, "matrix": matrix.tolist()},
+        }
+        if self.with_reference:
+            # accuracy of each source on the pixels it labels
+            summary["accuracy"] = {name: share(self.correct[k], self.checked[k])
+                                   for k, name in enumerate(["consensus", *self.names])}
+        return summary
 
 
 def summarise_labels(labels: np.ndarray, products: Mapping[str, np.ndarray],
                      reference: np.ndarray | None = None) -> dict[str, Any]:
     """Summary of consensus `labels` and the recoded `products` (all on one grid, 1 / 0 / 255)."""
-    labelled = labels != UNLABELLED
-    names = list(products)
-    stack = np.stack([products[n] for n in names])
-    summary: dict[str, Any] = {
-        "pixels": int(labels.size),
-        "labelled_fraction": float(labelled.mean()),
-        "crop_share_of_labels": float(np.mean(labels[labelled] == 1)) if labelled.any() else float("nan"),
-        "products": {n: {"coverage": float(np.mean(products[n] != UNLABELLED)),
-                         "crop_share": float(np.mean(products[n][products[n] != UNLABELLED] == 1))
-                         if (products[n] != UNLABELLED).any() else float("nan")} for n in names},
-        "pairwise_agreement": {"products": names, "matrix": pairwise_agreement(stack).tolist()},
-    }
-    if reference is not None:
-        # accuracy of each source on the pixels it labels
-        summary["accuracy"] = {"consensus": _accuracy(labels, reference),
-                               **{n: _accuracy(products[n], reference) for n in names}}
-    return summary
+    counts = LabelCounts(list(products))
+    counts.add(labels, products, reference)
+    return counts.summary()
 
 
 def _plot(labels, agreeing, summary, path) -> None:
@@ -76,18 +118,33 @@ def _plot(labels, agreeing, summary, path) -> None:
     plt.close(fig)
 
 
-def label_quality(*, settings: dict[str, Any], label_paths: Sequence[str], out_json, out_png) -> dict[str, Any]:
-    """Summary (JSON) and plot of the block label files of an area."""
-    grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
-    labels = read_mosaic(label_paths, grid=grid, band=1)
-    agreeing = read_mosaic(label_paths, grid=grid, band=3)
-    recoded = {name: read_mosaic(label_paths, grid=grid, band=product_band(label_paths[0], name))
-               for name in settings["products"]}
-    reference = None
+def label_quality(*, settings: dict[str, Any], label_paths: Sequence[str], out_json, out_png,
+                  plot_side: int = 1024) -> dict[str, Any]:
+    """Summary (JSON) and plot of the block label files of an area, tile by tile: memory is that of
+    one tile and of the plot's picture (at most `plot_side` pixels across), whatever the area."""
+    tiles = tiles_for_area(settings["grid"])
+    grid = AreaGrid(tuple(tiles))
+    blocks = BlockRasters(label_paths)
+    bands = {name: product_band(label_paths[0], name) for name in settings["products"]}
     ref = settings.get("reference")
-    if ref:
-        reference = reference_from_settings(ref, grid)
-    summary = summarise_labels(labels, recoded, reference)
+    reference = reference_from_settings(ref, grid.crs) if ref else None
+    counts = LabelCounts(list(bands))
+    step = max(1, int(np.ceil(max(grid.shape) / plot_side)))
+    picture = np.full((2, *(-(-n // step) for n in grid.shape)), UNLABELLED, np.uint8)  # labels, agreeing
+    for tile in tiles:
+        labels = blocks.read(tile.bounds, band=1, name=tile.id)
+        agreeing = blocks.read(tile.bounds, band=3, name=tile.id)
+        products = {name: blocks.read(tile.bounds, band=band, name=tile.id) for name, band in bands.items()}
+        counts.add(labels, products, reference.window(tile) if reference is not None else None)
+        r, c = grid.offset(tile)
+        # every step-th pixel of the area: the first such row and column inside this tile
+        dr, dc = -r % step, -c % step
+        part = np.stack([labels, agreeing])[:, dr::step, dc::step]
+        pr, pc = (r + dr) // step, (c + dc) // step
+        picture[:, pr:pr + part.shape[1], pc:pc + part.shape[2]] = part
+    if reference is not None:
+        reference.check(grid.bounds)
+    summary = counts.summary()
     write_json(out_json, summary)
-    _plot(labels, agreeing, summary, out_png)
+    _plot(picture[0], np.where(picture[1] == UNLABELLED, 0, picture[1]), summary, out_png)
     return summary

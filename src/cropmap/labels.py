@@ -21,7 +21,7 @@ from cropmap.glc import NODATA, legend_for, product_on_tile, product_sources
 from cropmap.grid import AreaGrid, Tile
 from cropmap.io import write_geotiff
 
-__all__ = ["LABEL_BANDS", "block_labels", "product_band", "read_window", "tile_labels", "write_block_labels"]
+__all__ = ["BlockRasters", "LABEL_BANDS", "block_labels", "product_band", "read_window", "tile_labels", "write_block_labels"]
 
 LABEL_BANDS = ("consensus label (1 crop, 0 non-crop, 255 unlabelled)", "voters", "agreeing")
 
@@ -65,16 +65,39 @@ def write_block_labels(path, labels: np.ndarray, *, block: AreaGrid, product_nam
                   descriptions=[*LABEL_BANDS, *(f"product:{name}" for name in product_names)])
 
 
+class BlockRasters:
+    """The block rasters of an area (label or prediction files), found by the bounds of a window.
+
+    Each file's bounds are read once; `read` opens only the file that covers the window."""
+
+    def __init__(self, paths: Sequence[str | Path]):
+        self.paths = [str(p) for p in paths]
+        self._bounds = []
+        for path in self.paths:
+            with rasterio.open(path) as src:
+                self._bounds.append((tuple(src.bounds), abs(src.transform.a)))
+
+    def covering(self, bounds: tuple[float, float, float, float]) -> str | None:
+        for path, (outer, res) in zip(self.paths, self._bounds):
+            eps = 1e-6 * res
+            if (outer[0] - eps <= bounds[0] and bounds[2] <= outer[2] + eps and outer[1] - eps <= bounds[1]
+                    and bounds[3] <= outer[3] + eps):
+                return path
+        return None
+
+    def read(self, bounds: tuple[float, float, float, float], *, band: int = 1, name: str = "the window") -> np.ndarray:
+        """One band of the window `bounds` (left, bottom, right, top in the files' CRS); `name` says
+        whose window it is in the error when no file covers it."""
+        path = self.covering(bounds)
+        if path is None:
+            raise DataError(f"no label file covers {name}")
+        with rasterio.open(path) as src:
+            window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+            return src.read(band, window=window)
+
+
 def read_window(paths: Sequence[str | Path], bounds: tuple[float, float, float, float], *, name: str,
                 band: int = 1) -> np.ndarray:
     """One band of the window `bounds` (left, bottom, right, top in the files' CRS) from whichever of
     the block files `paths` covers it; `name` says whose window it is in the error."""
-    for path in paths:
-        with rasterio.open(path) as src:
-            left, bottom, right, top = src.bounds
-            eps = 1e-6 * abs(src.transform.a)
-            if (left - eps <= bounds[0] and bounds[2] <= right + eps and bottom - eps <= bounds[1]
-                    and bounds[3] <= top + eps):
-                window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
-                return src.read(band, window=window)
-    raise DataError(f"no label file covers {name}")
+    return BlockRasters(paths).read(bounds, band=band, name=name)

@@ -20,13 +20,13 @@ from tqdm import tqdm
 from cropmap.dataset import normalise
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid
-from cropmap.io import read_mosaic, write_geotiff
+from cropmap.io import write_cog_from_blocks, write_geotiff
 from cropmap.model import ModelConfig, SpatioTemporalNet, pick_device
 
 log = logging.getLogger(__name__)
 
 __all__ = ["blend_weights", "classify", "load_model", "mosaic", "predict_block", "predict_probability",
-           "tile_probability", "window_starts"]
+           "tile_probability", "window_starts", "write_block_prediction"]
 
 NODATA = 255
 
@@ -95,12 +95,12 @@ def classify(probability: np.ndarray, valid: np.ndarray, *, threshold: float) ->
     return np.stack([cls, pct])
 
 
-def mosaic(tile_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, resampling: str,
+def mosaic(block_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, resampling: str,
            tags: dict[str, str] | None = None) -> None:
-    """Mosaic one band of the tiles' rasters into one COG (with overviews) on the area grid."""
-    out = read_mosaic(tile_paths, grid=grid, band=band, nodata=NODATA)
-    write_geotiff(out_path, out, transform=grid.transform, crs=grid.crs, nodata=NODATA, cog=True,
-                  overview_resampling=resampling, tags=tags)
+    """Mosaic one band of the blocks' rasters into one COG (with overviews) on the area grid, by
+    streaming: memory does not grow with the area."""
+    write_cog_from_blocks(out_path, block_paths, grid=grid, band=band, nodata=NODATA, overview_resampling=resampling,
+                          tags=tags)
 
 
 def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: dict[str, Any],
@@ -140,5 +140,10 @@ def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], bloc
         prob, valid = tile_probability(cube=cube, model=model, checkpoint=checkpoint, settings=settings)
         r, c = block.offset(tiles[tile_id])
         out[:, r:r + prob.shape[0], c:c + prob.shape[1]] = classify(prob, valid, threshold=settings["threshold"])
-    write_geotiff(out_path, out, transform=block.transform, crs=block.crs, nodata=NODATA,
+    write_block_prediction(out_path, out, block=block)
+
+
+def write_block_prediction(path, prediction: np.ndarray, *, block: AreaGrid) -> None:
+    """A block's (2, H, W) uint8 class and probability (percent) as one GeoTIFF."""
+    write_geotiff(path, prediction, transform=block.transform, crs=block.crs, nodata=NODATA,
                   descriptions=["cropland class", "cropland probability (%)"])

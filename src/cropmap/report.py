@@ -17,7 +17,7 @@ from cropmap.assessment import stratified_estimate
 from cropmap.errors import DataError
 from cropmap.io import atomic_path, write_json
 
-__all__ = ["quicklook", "availability", "confusion_plot", "sample_sizes", "draw_sample", "read_labelled_sample",
+__all__ = ["quicklook", "availability", "confusion_plot", "sample_sizes", "draw_sample", "map_class_counts", "read_labelled_sample",
            "area_estimate", "map_stac_item"]
 
 CLASS_NAMES = ("non-crop", "crop")
@@ -147,28 +147,54 @@ def sample_sizes(mapped_share: Sequence[float], *, expected_users_accuracy: Sequ
     return [int(max(min_per_stratum, round(total * wi))) for wi in w]
 
 
+def _window_class_counts(src) -> tuple[list, np.ndarray]:
+    """The windows of a class map (`cropmap.io.iter_windows`) and (n_windows, 2) pixels of class 0 and 1 in each."""
+    from cropmap.io import iter_windows
+
+    windows = list(iter_windows(src.height, src.width))
+    counts = np.zeros((len(windows), 2), np.int64)
+    for w, window in enumerate(windows):
+        classes = src.read(1, window=window)
+        counts[w] = np.sum(classes == 0), np.sum(classes == 1)
+    return windows, counts
+
+
+def map_class_counts(map_path) -> np.ndarray:
+    """Pixels of class 0 (non-crop) and 1 (crop) of a class map, read window by window."""
+    with rasterio.open(map_path) as src:
+        return _window_class_counts(src)[1].sum(axis=0)
+
+
 def draw_sample(*, map_path, sizes: Sequence[int], seed: int, out_csv, out_gpkg) -> list[dict[str, Any]]:
     """A stratified random sample of pixel centres, strata = map classes (0, 1); written as CSV and
-    GeoPackage with an empty `reference` column for photo-interpretation."""
+    GeoPackage with an empty `reference` column for photo-interpretation.
+
+    Each stratum's points are drawn without replacement among all its pixels, as ranks in the
+    stratum; two passes over the map's windows (count, then pick) keep memory to one window."""
     from pyproj import Transformer
 
-    with rasterio.open(map_path) as src:
-        classes = src.read(1)
-        transform, crs = src.transform, src.crs
     rng = np.random.default_rng(seed)
-    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     points = []
-    for stratum, n in enumerate(sizes):
-        idx = np.flatnonzero(classes.ravel() == stratum)
-        if idx.size == 0:
-            continue
-        pick = np.sort(rng.choice(idx, size=min(n, idx.size), replace=False))
-        rows, cols = np.unravel_index(pick, classes.shape)
-        xs, ys = transform * (cols + 0.5, rows + 0.5)
-        lons, lats = to_lonlat.transform(xs, ys)
-        for x, y, lon, lat in zip(xs, ys, lons, lats):
-            points.append({"id": len(points), "stratum": stratum, "map_class": stratum, "x": float(x), "y": float(y),
-                           "lon": float(lon), "lat": float(lat), "reference": ""})
+    with rasterio.open(map_path) as src:
+        transform, crs = src.transform, src.crs
+        windows, counts = _window_class_counts(src)
+        to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+        for stratum, n in enumerate(sizes):
+            total = int(counts[:, stratum].sum())
+            if total == 0:
+                continue
+            ranks = np.sort(rng.choice(total, size=min(n, total), replace=False))
+            starts = np.concatenate([[0], np.cumsum(counts[:, stratum])])
+            for w in np.unique(np.searchsorted(starts, ranks, side="right") - 1):
+                window = windows[w]
+                here = ranks[(ranks >= starts[w]) & (ranks < starts[w + 1])] - starts[w]
+                flat = np.flatnonzero(src.read(1, window=window).ravel() == stratum)[here]
+                rows, cols = np.unravel_index(flat, (window.height, window.width))
+                xs, ys = transform * (cols + window.col_off + 0.5, rows + window.row_off + 0.5)
+                lons, lats = to_lonlat.transform(xs, ys)
+                for x, y, lon, lat in zip(xs, ys, lons, lats):
+                    points.append({"id": len(points), "stratum": stratum, "map_class": stratum, "x": float(x),
+                                   "y": float(y), "lon": float(lon), "lat": float(lat), "reference": ""})
     fields = ["id", "stratum", "map_class", "x", "y", "lon", "lat", "reference"]
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -226,9 +252,8 @@ def read_labelled_sample(path) -> np.ndarray:
 def area_estimate(*, map_path, labelled_sample, out_json, out_csv) -> dict[str, Any]:
     """Stratified estimate of accuracy and cropland area (ha) with 95 % confidence intervals."""
     with rasterio.open(map_path) as src:
-        classes = src.read(1)
         pixel_ha = abs(src.transform.a * src.transform.e) / 10_000
-    mapped_ha = [float(np.sum(classes == k) * pixel_ha) for k in (0, 1)]
+    mapped_ha = [float(n * pixel_ha) for n in map_class_counts(map_path)]
     counts = read_labelled_sample(labelled_sample)
     est = stratified_estimate(counts, mapped_ha)
     result = {"classes": list(CLASS_NAMES), "sample_counts": counts.tolist(), "mapped_area_ha": mapped_ha, **est}

@@ -33,10 +33,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from cropmap.dataset import (TileArrays, band_index, band_statistics, sample_patches, to_batch)
+from cropmap.conventions import NODATA
+from cropmap.dataset import band_index, band_statistics, day_of_year, standardise
 from cropmap.errors import TrainingError
 from cropmap.io import atomic_path
 from cropmap.model import ModelConfig, SpatioTemporalNet, pick_device
+from cropmap.patches import BudgetSampler, PatchDataset, PatchStore, split_validation
 
 log = logging.getLogger(__name__)
 
@@ -144,28 +146,51 @@ def _check_finite(loss: torch.Tensor, step: int, name: str, last_good: str | Non
         )
 
 
-def pretrain(*, tiles: Sequence[TileArrays], settings: dict[str, Any], out_path, curve_csv, curve_png) -> dict:
-    """Masked reconstruction pretraining; writes the checkpoint and the loss curve."""
+def _loader(dataset: PatchDataset, *, batch_size: int, draws: int, seed: int, workers: int, device: torch.device):
+    """Batches of `draws` patches drawn with replacement (a fixed budget), read by `workers` processes."""
+    from torch.utils.data import DataLoader
+
+    sampler = BudgetSampler(len(dataset), draws, max_offset=dataset.size - dataset.crop, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+def _inputs(batch: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tensor, doy: torch.Tensor,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised reflectance (B, T, C, H, W) and the dates (B, T) of a batch, on `device`."""
+    x = standardise(batch["reflectance"].to(device, non_blocking=True), mean, std)
+    return x, doy.expand(x.shape[0], -1)
+
+
+def pretrain(*, stores: Sequence[PatchStore], settings: dict[str, Any], out_path, curve_csv, curve_png,
+             workers: int = 0) -> dict:
+    """Masked reconstruction pretraining on pretraining patches; writes the checkpoint and the loss curve.
+
+    `settings["steps"]` batches of `batch_size` patches, drawn with replacement: the cost does not
+    grow with the area."""
     rng = _seed_everything(settings["seed"])
     device = pick_device()
-    bands = tiles[0].bands
-    mean, std = band_statistics(tiles, seed=settings["seed"])
+    dataset = PatchDataset(stores, crop=settings["patch_size"])
+    bands = dataset.bands
+    mean, std = band_statistics(dataset, seed=settings["seed"])
+    mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
+    doy = torch.from_numpy(day_of_year(dataset.times).astype(np.float32)).to(device)[None]
     config = ModelConfig(in_bands=len(bands), **settings["model"])
     model = SpatioTemporalNet(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
     rows: list[dict[str, float]] = []
     start = time.time()
     steps = settings["steps"]
-    progress = tqdm(range(1, steps + 1), desc="pretrain", unit="step")
-    for step in progress:
-        patches, doys, _ = sample_patches(tiles, size=settings["patch_size"], count=settings["batch_size"], rng=rng)
-        patches = np.stack(patches)
-        veg = vegetation_mask(patches, bands, threshold=settings["ndvi_threshold"])
+    loader = _loader(dataset, batch_size=settings["batch_size"], draws=steps * settings["batch_size"],
+                     seed=settings["seed"], workers=workers, device=device)
+    progress = tqdm(loader, total=steps, desc="pretrain", unit="step")
+    for step, batch in enumerate(progress, start=1):
+        veg = vegetation_mask(batch["reflectance"].numpy(), bands, threshold=settings["ndvi_threshold"])
         mask_np = veg & (rng.uniform(size=veg.shape) < settings["mask_ratio"])
-        x, doy = to_batch(patches, doys, mean, std, device)
+        x, doys = _inputs(batch, mean_t, std_t, doy, device)
         mask = torch.from_numpy(mask_np).to(device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            recon = model.reconstruct(x, doy, mask)
+            recon = model.reconstruct(x, doys, mask)
             loss = masked_mse(recon.float(), x, mask)
             # the reference a model must beat: predicting each band's mean (0 once standardised)
             baseline = masked_mse(torch.zeros_like(x), x, mask)
@@ -183,7 +208,7 @@ def pretrain(*, tiles: Sequence[TileArrays], settings: dict[str, Any], out_path,
     save_checkpoint(out_path, payload)
     if rows:
         _write_curve(curve_csv, rows, curve_png, "masked reconstruction (standardised MSE)")
-    return {"final_mse": rows[-1]["masked_mse"] if rows else None}
+    return {"final_mse": rows[-1]["masked_mse"] if rows else None, "patches": len(dataset)}
 
 
 def _plain(settings: dict[str, Any]) -> dict[str, Any]:
@@ -194,65 +219,73 @@ def _plain(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _f1(pred: np.ndarray, labels: np.ndarray) -> float:
-    sel = labels != 255
+    sel = labels != NODATA
     tp = np.sum((pred == 1) & (labels == 1) & sel)
     fp = np.sum((pred == 1) & (labels == 0) & sel)
     fn = np.sum((pred == 0) & (labels == 1) & sel)
     return float(2 * tp / max(2 * tp + fp + fn, 1))
 
 
-def train(*, tiles: Sequence[TileArrays], settings: dict[str, Any], pretrained: dict[str, Any] | None,
-          out_path, metrics_csv, curves_png) -> dict[str, Any]:
-    """Weakly supervised training on consensus labels; keeps the best checkpoint on validation F1."""
+def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained: dict[str, Any] | None,
+          out_path, metrics_csv, curves_png, workers: int = 0) -> dict[str, Any]:
+    """Weakly supervised training on the consensus labels of training patches; keeps the best
+    checkpoint on the F1 of held-out blocks (`patches.split_validation`).
+
+    `settings["steps"]` batches of `batch_size` patches, drawn with replacement from the training
+    blocks: the cost does not grow with the area."""
     rng = _seed_everything(settings["seed"])
     device = pick_device()
-    bands = tiles[0].bands
-    n_labelled = [int(np.isin(t.labels, (0, 1)).sum()) for t in tiles]
-    if sum(n_labelled) == 0:
+    dataset = PatchDataset(stores, crop=settings["patch_size"]) if sum(map(len, stores)) else None
+    if dataset is None or dataset.class_pixels().sum() == 0:
         raise TrainingError(
             "train: no consensus-labelled pixel in the area; relax the consensus (consensus.min_voters, "
             "or drop the product that disagrees most) or check the products' crop classes"
         )
+    bands = dataset.bands
+    train_at, val_at, unit = split_validation(dataset, fraction=settings["validation_fraction"], seed=settings["seed"])
+    training, validation = dataset.subset(train_at), dataset.subset(val_at)
+    log.info("%d training patches; validation on %d patches of held-out %ss", len(training), len(validation), unit)
     if pretrained is not None:
         mean, std = pretrained["band_mean"].numpy(), pretrained["band_std"].numpy()
         config = ModelConfig(**pretrained["model_config"])
     else:
-        mean, std = band_statistics(tiles, seed=settings["seed"])
+        mean, std = band_statistics(training, seed=settings["seed"])
         config = ModelConfig(in_bands=len(bands), **settings["model"])
+    mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
+    doy = torch.from_numpy(day_of_year(dataset.times).astype(np.float32)).to(device)[None]
     model = SpatioTemporalNet(config).to(device)
     if pretrained is not None:
         missing = model.load_state_dict(pretrained["state_dict"], strict=False)
         log.info("started from the pretrained encoder (missing: %s)", missing.missing_keys)
-    val_frac = settings["validation_fraction"]
-    train_rows = (0.0, 1.0 - val_frac)
+    bs = settings["batch_size"]
     probe_loss = None
     if settings.get("head_init", "probe") == "probe":
-        probe_loss = fit_head(model, tiles, settings=settings, mean=mean, std=std, device=device, rng=rng,
-                              rows=train_rows)
+        probe_batches = _loader(training, batch_size=bs, draws=8 * bs, seed=settings["seed"] + 1, workers=workers,
+                                device=device)
+        probe_loss = fit_head(model, probe_batches, mean=mean_t, std=std_t, doy=doy, device=device, rng=rng)
     opt = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
-    counts = np.zeros(2)
-    for t in tiles:
-        h = t.labels.shape[0]
-        part = t.labels[: int(train_rows[1] * h)]
-        counts += [np.sum(part == 0), np.sum(part == 1)]
+    counts = training.class_pixels()
     class_weight = torch.tensor(counts.sum() / (2 * np.maximum(counts, 1)), dtype=torch.float32, device=device)
-    val_batches = _validation_batches(tiles, settings, val_frac)
-    size, bs = settings["patch_size"], settings["batch_size"]
+    if not len(validation):
+        log.warning("no held-out patch: validation F1 is taken on training patches")
+        validation = training
+    val_items = _validation_items(validation)
     rows: list[dict[str, Any]] = []
     best = {"f1": -1.0, "step": 0, "state": None}
     since_best = 0
     start = time.time()
-    progress = tqdm(range(1, settings["steps"] + 1), desc="train", unit="step")
-    for step in progress:
+    loader = _loader(training, batch_size=bs, draws=settings["steps"] * bs, seed=settings["seed"], workers=workers,
+                     device=device)
+    progress = tqdm(loader, total=settings["steps"], desc="train", unit="step")
+    for step, batch in enumerate(progress, start=1):
         model.train()
-        patches, doys, labels = sample_patches(tiles, size=size, count=bs, rng=rng, rows=train_rows)
-        x, doy = to_batch(patches, doys, mean, std, device)
-        y = torch.from_numpy(np.stack(labels).astype(np.int64)).to(device)
+        x, doys = _inputs(batch, mean_t, std_t, doy, device)
+        y = batch["labels"].to(device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = model(x, doy).float()
+            logits = model(x, doys).float()
         prob = logits.softmax(dim=1)
-        labelled = y != 255
-        ce = (F.cross_entropy(logits, y, weight=class_weight, ignore_index=255)
+        labelled = y != NODATA
+        ce = (F.cross_entropy(logits, y, weight=class_weight, ignore_index=NODATA)
               if labelled.any() else logits.sum() * 0.0)
         loss = ce
         sim = agg = torch.zeros((), device=device)
@@ -271,7 +304,7 @@ def train(*, tiles: Sequence[TileArrays], settings: dict[str, Any], pretrained: 
         row = {"step": step, "loss": loss.item(), "cross_entropy": ce.item(), "similarity": sim.item(),
                "aggregation": agg.item(), "val_f1": "", "seconds": round(time.time() - start, 2)}
         if step % settings["eval_every"] == 0 or step == settings["steps"]:
-            f1 = _validate(model, val_batches, mean, std, device)
+            f1 = _validate(model, val_items, mean_t, std_t, doy, device)
             row["val_f1"] = f1
             if f1 > best["f1"]:
                 best = {"f1": f1, "step": step, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
@@ -285,34 +318,33 @@ def train(*, tiles: Sequence[TileArrays], settings: dict[str, Any], pretrained: 
             break
     payload = {"kind": "classifier", "model_config": config.to_dict(), "state_dict": best["state"],
                "band_mean": torch.from_numpy(mean), "band_std": torch.from_numpy(std), "bands": list(bands),
-               "best_step": best["step"], "val_f1": best["f1"], "probe_loss": probe_loss, "settings": _plain(settings)}
+               "best_step": best["step"], "val_f1": best["f1"], "probe_loss": probe_loss,
+               "validation_unit": unit, "settings": _plain(settings)}
     save_checkpoint(out_path, payload)
     _write_curve(metrics_csv, rows, curves_png, "weakly supervised training")
-    return {"best_step": best["step"], "val_f1": best["f1"], "steps_run": len(rows), "probe_loss": probe_loss}
+    return {"best_step": best["step"], "val_f1": best["f1"], "steps_run": len(rows), "probe_loss": probe_loss,
+            "training_patches": len(training), "validation_patches": len(val_items), "validation_unit": unit}
 
 
 @torch.no_grad()
-def fit_head(model: SpatioTemporalNet, tiles: Sequence[TileArrays], *, settings: dict[str, Any], mean: np.ndarray,
-             std: np.ndarray, device: torch.device, rng: np.random.Generator, rows: tuple[float, float],
-             batches: int = 8, max_pixels: int = 20000) -> float | None:
+def fit_head(model: SpatioTemporalNet, batches, *, mean: torch.Tensor, std: torch.Tensor, doy: torch.Tensor,
+             device: torch.device, rng: np.random.Generator, max_pixels: int = 20000) -> float | None:
     """Fit the classifier to the frozen encoder: a class-balanced logistic regression on the features
-    of consensus-labelled pixels from `batches` training batches (the linear probe of LP-FT, Kumar et
-    al. 2022). A random head on pretrained features starts with large, wrong logits, and its first
-    gradients distort the features it should be reading. Returns the probe's weighted log loss, or
-    None (head left as it is) without both classes."""
+    of consensus-labelled pixels of `batches` (the linear probe of LP-FT, Kumar et al. 2022). A
+    random head on pretrained features starts with large, wrong logits, and its first gradients
+    distort the features it should be reading. Returns the probe's weighted log loss, or None (head
+    left as it is) without both classes."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
 
     model.eval()
     features, labels = [], []
-    for _ in range(batches):
-        patches, doys, patch_labels = sample_patches(tiles, size=settings["patch_size"], count=settings["batch_size"],
-                                                     rng=rng, rows=rows)
-        x, doy = to_batch(patches, doys, mean, std, device)
-        y = np.stack(patch_labels).reshape(-1)
-        f = model.features(x, doy).float().reshape(y.size, -1).cpu().numpy()
-        features.append(f[y != 255])
-        labels.append(y[y != 255])
+    for batch in batches:
+        x, doys = _inputs(batch, mean, std, doy, device)
+        y = batch["labels"].numpy().reshape(-1)
+        f = model.features(x, doys).float().reshape(y.size, -1).cpu().numpy()
+        features.append(f[y != NODATA])
+        labels.append(y[y != NODATA])
     X, y = np.concatenate(features), np.concatenate(labels).astype(int)
     if X.shape[0] > max_pixels:
         keep = rng.choice(X.shape[0], max_pixels, replace=False)
@@ -337,37 +369,21 @@ def fit_head(model: SpatioTemporalNet, tiles: Sequence[TileArrays], *, settings:
     return loss
 
 
-def _validation_batches(tiles, settings, val_frac, max_patches: int = 64) -> list[tuple]:
-    """Fixed patches tiling the held-out block (the bottom rows of every tile), at most
-    `max_patches` of them spread evenly, so validation stays a small share of training time."""
-    size = settings["patch_size"]
-    batches = []
-    for t in tiles:
-        _, _, h, w = t.reflectance.shape
-        y0 = int((1 - val_frac) * h)
-        for y in range(y0, h - size + 1, size):
-            for x in range(0, w - size + 1, size):
-                lab = t.labels[y:y + size, x:x + size]
-                if np.any(lab != 255):
-                    batches.append((t.reflectance[:, :, y:y + size, x:x + size], t.doy, lab))
-    if not batches:
-        log.warning("no consensus label in the validation block: validation F1 is taken on training patches")
-        for t in tiles:
-            _, _, h, w = t.reflectance.shape
-            batches.append((t.reflectance[:, :, :size, :size], t.doy, t.labels[:size, :size]))
-    if len(batches) > max_patches:
-        keep = np.linspace(0, len(batches) - 1, max_patches).round().astype(int)
-        batches = [batches[i] for i in keep]
-    return batches
+def _validation_items(dataset: PatchDataset, max_patches: int = 64) -> list[dict[str, np.ndarray]]:
+    """Centred windows of at most `max_patches` held-out patches spread evenly over them, read once,
+    so validation stays a small share of training time whatever the area."""
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(max_patches, len(dataset))).round().astype(int))
+    return [dataset[int(p)] for p in picks]
 
 
 @torch.no_grad()
-def _validate(model, batches, mean, std, device, batch_size: int = 16) -> float:
+def _validate(model, items, mean, std, doy, device, batch_size: int = 16) -> float:
     model.eval()
     preds, labels = [], []
-    for i in range(0, len(batches), batch_size):
-        chunk = batches[i:i + batch_size]
-        x, doy = to_batch([c[0] for c in chunk], [c[1] for c in chunk], mean, std, device)
-        preds.append(model(x, doy).argmax(dim=1).cpu().numpy())
-        labels.append(np.stack([c[2] for c in chunk]))
+    for i in range(0, len(items), batch_size):
+        chunk = items[i:i + batch_size]
+        batch = {"reflectance": torch.from_numpy(np.stack([c["reflectance"] for c in chunk]))}
+        x, doys = _inputs(batch, mean, std, doy, device)
+        preds.append(model(x, doys).argmax(dim=1).cpu().numpy())
+        labels.append(np.stack([c["labels"] for c in chunk]))
     return _f1(np.concatenate(preds), np.concatenate(labels))

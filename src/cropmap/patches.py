@@ -1,0 +1,386 @@
+"""Training data as a sample of the area, not the area: patches drawn per block, read one at a time.
+
+A `patches` job draws square patches from the cubes of one block of tiles (and, for training, its
+consensus labels) and appends them to one chunked netCDF store per block, one chunk per patch:
+- pretraining patches are centred on pixels observed at least once, as many per tile as
+  `pretrain_per_tile` times the tile's observed share;
+- training patches are centred on consensus-labelled pixels, `crop_share` of them on crop (None:
+  as the labels come), `train_per_tile` per tile, times the tile's labelled share when
+  `follow_labelled_share`.
+Random draws are seeded by (seed, tile id), so a tile's patches do not depend on the rest of the
+area. `pretrain` and `train` read the stores through `PatchDataset`, a patch at a time, so their
+memory depends on the batch, not on the area.
+
+Validation holds out a seeded share of whole blocks (`split_validation`); an area of one block holds
+out whole tiles instead, and an area of one tile a share of its patches (with a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cropmap.conventions import CROP, NODATA, NONCROP, REFLECTANCE_FILL
+from cropmap.errors import DataError
+from cropmap.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PRETRAIN", "TRAIN", "BudgetSampler", "PatchDataset", "PatchStore", "draw_labelled_centres",
+           "PatchWriter", "draw_observed_centres", "patch_origins", "split_validation", "tile_patch_count", "tile_seed",
+           "write_block_patches"]
+
+PRETRAIN, TRAIN = "pretrain", "train"
+
+
+def tile_seed(seed: int, tile_id: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the tile, not on the other tiles of the job."""
+    return np.random.default_rng([seed, zlib.crc32(tile_id.encode())])
+
+
+def tile_patch_count(per_tile: int, share: float, *, follow_share: bool) -> int:
+    """Patches of one tile: `per_tile`, times `share` (of eligible pixels) when `follow_share`; at
+    least one where any pixel is eligible."""
+    if share <= 0:
+        return 0
+    return max(1, round(per_tile * share)) if follow_share else per_tile
+
+
+def draw_observed_centres(observed: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of `count` pixels drawn uniformly, with replacement, among the True pixels of
+    `observed` (H, W)."""
+    flat = np.flatnonzero(observed)
+    if flat.size == 0 or count == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    return np.unravel_index(rng.choice(flat, size=count), observed.shape)
+
+
+def draw_labelled_centres(labels: np.ndarray, count: int, rng: np.random.Generator, *,
+                          crop_share: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, classes) of `count` consensus-labelled pixels of `labels` (H, W; 1 crop, 0
+    non-crop, 255 unlabelled): `crop_share` of them crop, the rest non-crop, each drawn uniformly
+    within its class; all from one class where the other is absent; with `crop_share` None,
+    uniformly among labelled pixels."""
+    crop, noncrop = np.flatnonzero(labels == CROP), np.flatnonzero(labels == NONCROP)
+    if count == 0 or crop.size + noncrop.size == 0:
+        empty = np.zeros(0, np.intp)
+        return empty, empty, empty.astype(np.uint8)
+    if crop_share is None:
+        picks = rng.choice(np.concatenate([crop, noncrop]), size=count)
+    else:
+        n_crop = count if noncrop.size == 0 else 0 if crop.size == 0 else int(round(count * crop_share))
+        picks = np.concatenate([rng.choice(crop, size=n_crop) if n_crop else np.zeros(0, np.intp),
+                                rng.choice(noncrop, size=count - n_crop) if count - n_crop else np.zeros(0, np.intp)])
+    rows, cols = np.unravel_index(picks, labels.shape)
+    return rows, cols, labels[rows, cols].astype(np.uint8)
+
+
+def patch_origins(rows: np.ndarray, cols: np.ndarray, *, size: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corners of `size` px patches centred on (rows, cols), moved inside `shape`."""
+    h, w = shape
+    if size > min(h, w):
+        raise DataError(f"patches of {size} px do not fit in a tile of {h} x {w} px (patches.size)")
+    r0 = np.clip(np.asarray(rows) - size // 2, 0, h - size)
+    c0 = np.clip(np.asarray(cols) - size // 2, 0, w - size)
+    return r0.astype(np.int32), c0.astype(np.int32)
+
+
+# --- the store: one netCDF file per block, one chunk per patch ----------------------------------
+
+class PatchWriter:
+    """Appends patches to a new store at `path` (a context manager; the caller makes it atomic)."""
+
+    def __init__(self, path, *, kind: str, times: np.ndarray, bands: Sequence[str], size: int, block: str):
+        import netCDF4
+
+        if kind not in (PRETRAIN, TRAIN):
+            raise ValueError(f"unknown patch kind {kind!r}")
+        self.kind, self.size = kind, size
+        ds = self._ds = netCDF4.Dataset(path, "w", format="NETCDF4")
+        ds.setncatts({"kind": kind, "block": block, "patch_size": size, "title": f"cropmap {kind} patches of {block}"})
+        ds.createDimension("patch", None)
+        ds.createDimension("time", len(times))
+        ds.createDimension("band", len(bands))
+        ds.createDimension("y", size)
+        ds.createDimension("x", size)
+        t = ds.createVariable("time", "i8", ("time",))
+        t.units = "days since 1970-01-01"
+        t[:] = np.asarray(times, "datetime64[D]").astype(np.int64)
+        b = ds.createVariable("band", str, ("band",))
+        for i, name in enumerate(bands):
+            b[i] = name
+        nt, nb = len(times), len(bands)
+        ds.createVariable("reflectance", "i2", ("patch", "time", "band", "y", "x"), zlib=True, complevel=1,
+                          chunksizes=(1, nt, nb, size, size)).setncatts(
+            {"long_name": "surface reflectance * 10000", "missing_value": np.int16(REFLECTANCE_FILL)})
+        ds.createVariable("observed", "u1", ("patch", "time", "y", "x"), zlib=True, complevel=1,
+                          chunksizes=(1, nt, size, size)).long_name = "1 where the composite holds a clear observation"
+        if kind == TRAIN:
+            ds.createVariable("labels", "u1", ("patch", "y", "x"), zlib=True, complevel=1,
+                              chunksizes=(1, size, size)).long_name = "consensus label: 1 crop, 0 non-crop, 255 none"
+            for name in ("crop_pixels", "noncrop_pixels"):
+                ds.createVariable(name, "i4", ("patch",))
+        ds.createVariable("tile", str, ("patch",))
+        for name in ("row", "col"):
+            ds.createVariable(name, "i4", ("patch",)).long_name = f"{name} of the patch's top-left pixel in its tile"
+
+    def add(self, *, tile: str, reflectance: np.ndarray, observed: np.ndarray, labels: np.ndarray | None,
+            rows: np.ndarray, cols: np.ndarray) -> None:
+        """Append the `size` px windows at top-left corners (rows, cols) of one tile's arrays:
+        reflectance (T, C, H, W) int16, observed (T, H, W) bool, labels (H, W) uint8 for training."""
+        if (labels is None) != (self.kind == PRETRAIN):
+            raise ValueError("training patches need labels, pretraining patches take none")
+        ds, size = self._ds, self.size
+        start = ds.dimensions["patch"].size
+        for k, (r, c) in enumerate(zip(rows, cols)):
+            window = (slice(r, r + size), slice(c, c + size))
+            i = start + k
+            ds["reflectance"][i] = reflectance[(..., *window)]
+            ds["observed"][i] = observed[(..., *window)].astype(np.uint8)
+            ds["tile"][i] = tile
+            if labels is not None:
+                patch_labels = labels[window]
+                ds["labels"][i] = patch_labels
+                ds["crop_pixels"][i] = int(np.sum(patch_labels == CROP))
+                ds["noncrop_pixels"][i] = int(np.sum(patch_labels == NONCROP))
+        ds["row"][start:start + len(rows)] = np.asarray(rows, np.int32)
+        ds["col"][start:start + len(cols)] = np.asarray(cols, np.int32)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> PatchWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Sequence[str] | None, block: str,
+                        settings: dict[str, Any], out_path) -> dict[str, int]:
+    """Draw the patches of one block's tiles and write them to the block's store; returns patches per tile.
+
+    settings: `size`, `per_tile`, `seed` and, for training patches, `follow_labelled_share`, `crop_share`
+    (`cropmap.config.step_settings` of `pretrain_patches` / `train_patches`).
+    Memory: one tile cube at a time.
+    """
+    from cropmap.labels import read_window
+    from cropmap.sits import open_cube
+
+    if kind == TRAIN and not label_paths:
+        raise DataError("training patches need the block's label file")
+    if not cube_paths:
+        raise DataError(f"block {block}: no cube given")
+    size = int(settings["size"])
+    written: dict[str, int] = {}
+    with atomic_path(out_path) as tmp:
+        writer = None
+        try:
+            for path in cube_paths:
+                cube = open_cube(path)
+                halo = int(cube.attrs.get("halo_px", 0))
+                if halo:  # patches come from the tile itself; the halo is context for inference
+                    cube = cube.isel(y=slice(halo, -halo), x=slice(halo, -halo))
+                tile_id = str(cube.attrs.get("tile", Path(path).stem))
+                observed_px = cube["never_observed"].values == 0
+                rng = tile_seed(int(settings["seed"]), tile_id)
+                labels = None
+                if kind == PRETRAIN:
+                    count = tile_patch_count(settings["per_tile"], float(observed_px.mean()), follow_share=True)
+                    rows, cols = draw_observed_centres(observed_px, count, rng)
+                else:
+                    labels = read_window(label_paths, cube.rio.bounds(), name=tile_id)
+                    labels = np.where(observed_px, labels, NODATA).astype(np.uint8)
+                    count = tile_patch_count(settings["per_tile"], float(np.mean(labels != NODATA)),
+                                             follow_share=settings["follow_labelled_share"])
+                    rows, cols, _ = draw_labelled_centres(labels, count, rng, crop_share=settings["crop_share"])
+                if writer is None:
+                    writer = PatchWriter(tmp, kind=kind, times=cube["time"].values, size=size, block=block,
+                                         bands=[str(b) for b in cube["band"].values])
+                r0, c0 = patch_origins(rows, cols, size=size, shape=observed_px.shape)
+                writer.add(tile=tile_id, reflectance=cube["reflectance"].values,
+                           observed=cube["clear_count"].values > 0, labels=labels, rows=r0, cols=c0)
+                written[tile_id] = len(r0)
+        finally:
+            if writer is not None:
+                writer.close()
+    return written
+
+
+@dataclass(frozen=True)
+class PatchStore:
+    """What one block's store holds, read once from its small variables (not the patches)."""
+
+    path: str
+    kind: str
+    block: str
+    size: int
+    times: np.ndarray  # (T,) datetime64[D]
+    bands: tuple[str, ...]
+    tiles: np.ndarray  # (n,) tile id of each patch
+    class_pixels: np.ndarray | None  # (n, 2) non-crop, crop labelled pixels of each training patch
+
+    @classmethod
+    def open(cls, path) -> PatchStore:
+        import netCDF4
+
+        try:
+            ds = netCDF4.Dataset(path)
+        except OSError as err:
+            raise DataError(f"cannot read the patch store {path}: {err}") from None
+        with ds:
+            times = np.asarray(ds["time"][:], np.int64).astype("datetime64[D]")
+            class_pixels = None
+            if "labels" in ds.variables:
+                class_pixels = np.stack([np.asarray(ds["noncrop_pixels"][:]), np.asarray(ds["crop_pixels"][:])], axis=1)
+            return cls(path=str(path), kind=ds.getncattr("kind"), block=ds.getncattr("block"),
+                       size=int(ds.getncattr("patch_size")), times=times, bands=tuple(ds["band"][:]),
+                       tiles=np.asarray(ds["tile"][:], dtype=object), class_pixels=class_pixels)
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+
+class PatchDataset:
+    """Patches of several stores as one indexed, map-style dataset for a torch `DataLoader`.
+
+    An index is (patch number, row offset, column offset): the patch's `crop` x `crop` window at that
+    offset (see `BudgetSampler`); a plain int takes the centred window. Each item is a dict of numpy
+    arrays: `reflectance` (T, C, crop, crop) int16, `observed` (T, crop, crop) bool and, for
+    training stores, `labels` (crop, crop) int64. Files are opened lazily in each worker process.
+    """
+
+    def __init__(self, stores: Sequence[PatchStore], *, crop: int | None = None, patches: np.ndarray | None = None):
+        if not stores:
+            raise DataError("no patch store given")
+        self.stores = list(stores)
+        first = self.stores[0]
+        for store in self.stores[1:]:
+            if store.bands != first.bands or not np.array_equal(store.times, first.times) or store.size != first.size:
+                raise DataError(f"patch stores {first.path} and {store.path} differ in bands, dates or patch size; "
+                                "rerun the patches of the area")
+        self.crop = first.size if crop is None else int(crop)
+        if self.crop > first.size:
+            raise DataError(f"training patches of {self.crop} px are larger than the stored {first.size} px "
+                            "(patch_size must not exceed patches.size)")
+        if patches is None:
+            patches = np.array([(s, i) for s, store in enumerate(self.stores) for i in range(len(store))], np.int64)
+        self.patches = np.asarray(patches, np.int64).reshape(-1, 2)  # (store, patch in store) pairs
+        self._open: dict[int, Any] = {}
+        self._pid = None
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.stores[0].times
+
+    @property
+    def bands(self) -> list[str]:
+        return list(self.stores[0].bands)
+
+    @property
+    def size(self) -> int:
+        return self.stores[0].size
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def subset(self, positions: np.ndarray) -> PatchDataset:
+        """The dataset of the patches at `positions` (indices into this one)."""
+        return PatchDataset(self.stores, crop=self.crop, patches=self.patches[np.asarray(positions, np.intp)])
+
+    def tile_of(self, position: int) -> str:
+        s, i = self.patches[position]
+        return str(self.stores[s].tiles[i])
+
+    def block_of(self, position: int) -> str:
+        return self.stores[self.patches[position][0]].block
+
+    def class_pixels(self) -> np.ndarray:
+        """(2,) labelled non-crop and crop pixels of all patches (full stored windows)."""
+        counts = np.zeros(2, np.int64)
+        for s in np.unique(self.patches[:, 0]):
+            counts += self.stores[s].class_pixels[self.patches[self.patches[:, 0] == s, 1]].sum(axis=0)
+        return counts
+
+    def _dataset(self, s: int):
+        import os
+
+        import netCDF4
+
+        if self._pid != os.getpid():  # a forked worker must not share the parent's HDF5 handles
+            self._open, self._pid = {}, os.getpid()
+        if s not in self._open:
+            if len(self._open) >= 64:  # areas of thousands of blocks: keep few files open
+                self._open.pop(next(iter(self._open))).close()
+            ds = netCDF4.Dataset(self.stores[s].path)
+            ds.set_auto_mask(False)
+            self._open[s] = ds
+        return self._open[s]
+
+    def __getitem__(self, key) -> dict[str, np.ndarray]:
+        if isinstance(key, (tuple, list)):
+            position, dy, dx = (int(v) for v in key)
+        else:
+            position = int(key)
+            dy = dx = (self.size - self.crop) // 2
+        s, i = self.patches[position]
+        ds = self._dataset(int(s))
+        window = (slice(dy, dy + self.crop), slice(dx, dx + self.crop))
+        item = {"reflectance": np.asarray(ds["reflectance"][i][(..., *window)]),
+                "observed": np.asarray(ds["observed"][i][(..., *window)]).astype(bool)}
+        if "labels" in ds.variables:
+            item["labels"] = np.asarray(ds["labels"][i][window]).astype(np.int64)
+        return item
+
+    def __getstate__(self):  # handles stay in the process that opened them
+        state = dict(self.__dict__)
+        state["_open"], state["_pid"] = {}, None
+        return state
+
+
+class BudgetSampler:
+    """`draws` indices (patch, row offset, column offset), drawn with replacement from a seeded
+    generator: a fixed budget of samples whatever the size of the area; offsets pick a random
+    `crop` window of each stored patch (augmentation when the stored patches are larger)."""
+
+    def __init__(self, n: int, draws: int, *, max_offset: int, seed: int):
+        self.n, self.draws, self.max_offset, self.seed = n, draws, max_offset, seed
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        rng = np.random.default_rng(self.seed)
+        positions = rng.integers(0, self.n, self.draws)
+        offsets = rng.integers(0, self.max_offset + 1, (self.draws, 2))
+        for p, (dy, dx) in zip(positions, offsets):
+            yield int(p), int(dy), int(dx)
+
+    def __len__(self) -> int:
+        return self.draws
+
+
+def split_validation(dataset: PatchDataset, *, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(training positions, validation positions, unit) of `dataset`: a seeded `fraction` of whole
+    blocks held out (at least one, at most all but one); with one block, whole tiles; with one
+    tile, patches. The held-out positions never feed training."""
+    rng = np.random.default_rng(seed)
+    n = len(dataset)
+    if fraction <= 0 or n < 2:
+        return np.arange(n), np.zeros(0, np.intp), "none"
+    for unit, key in (("block", dataset.block_of), ("tile", dataset.tile_of)):
+        units = np.array([key(p) for p in range(n)], dtype=object)
+        names = sorted(set(units))
+        if len(names) >= 2:
+            count = min(max(1, round(fraction * len(names))), len(names) - 1)
+            held = set(rng.choice(names, size=count, replace=False).tolist())
+            is_val = np.array([u in held for u in units])
+            return np.flatnonzero(~is_val), np.flatnonzero(is_val), unit
+    log.warning("the area has a single tile: validation holds out %.0f %% of its patches, which overlap the "
+                "training patches in space", 100 * fraction)
+    perm = rng.permutation(n)
+    count = min(max(1, round(fraction * n)), n - 1)
+    return np.sort(perm[count:]), np.sort(perm[:count]), "patch"

@@ -1,0 +1,208 @@
+"""Training data as a sample: patches drawn from observed or labelled pixels, stored per block,
+read back a patch at a time, with whole blocks held out for validation."""
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from cropmap.grid import AreaGrid, Tile
+from cropmap.io import write_geotiff
+from cropmap.patches import (BudgetSampler, PatchDataset, PatchStore, draw_labelled_centres, draw_observed_centres,
+                             patch_origins, split_validation, write_block_patches)
+from cropmap.sits import write_cube
+
+BANDS = ["B02", "B03", "B04", "B08"]
+TIMES = np.array(["2023-04-05", "2023-05-05", "2023-06-04", "2023-07-04", "2023-08-03"], "datetime64[ns]")
+PRETRAIN = {"size": 16, "per_tile": 12, "seed": 0}
+TRAIN = {"size": 16, "per_tile": 20, "seed": 0, "follow_labelled_share": False, "crop_share": 0.25}
+
+
+@settings(max_examples=50, deadline=None)
+@given(observed=arrays(bool, (12, 9)), count=st.integers(0, 40), seed=st.integers(0, 2**16))
+def test_pretraining_centres_are_observed_pixels(observed, count, seed):
+    rows, cols = draw_observed_centres(observed, count, np.random.default_rng(seed))
+    assert len(rows) == (count if observed.any() else 0)
+    assert observed[rows, cols].all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(labels=arrays(np.uint8, (10, 11), elements=st.sampled_from([0, 1, 255])), count=st.integers(0, 40),
+       share=st.sampled_from([0.0, 0.25, 0.5, 1.0]), seed=st.integers(0, 2**16))
+def test_training_centres_are_labelled_with_the_requested_class_balance(labels, count, share, seed):
+    rows, cols, classes = draw_labelled_centres(labels, count, np.random.default_rng(seed), crop_share=share)
+    has_crop, has_noncrop = (labels == 1).any(), (labels == 0).any()
+    assert len(rows) == (count if has_crop or has_noncrop else 0)
+    assert (labels[rows, cols] != 255).all() and (labels[rows, cols] == classes).all()
+    if has_crop and has_noncrop:
+        assert np.sum(classes == 1) == round(count * share)
+    elif len(rows):
+        assert (classes == (1 if has_crop else 0)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(8, 40), w=st.integers(8, 40), size=st.integers(1, 8), data=st.data())
+def test_patch_windows_hold_their_centre_and_stay_inside(h, w, size, data):
+    r = data.draw(st.integers(0, h - 1))
+    c = data.draw(st.integers(0, w - 1))
+    r0, c0 = patch_origins(np.array([r]), np.array([c]), size=size, shape=(h, w))
+    assert 0 <= r0[0] <= h - size and 0 <= c0[0] <= w - size
+    assert r0[0] <= r < r0[0] + size and c0[0] <= c < c0[0] + size
+
+
+def _tile_cube(tile: Tile, seed: int, *, observed_cols: int) -> xr.Dataset:
+    """A cube as `build_tile_cube` writes it, observed only in its first `observed_cols` columns."""
+    rng = np.random.default_rng(seed)
+    t, h, w = len(TIMES), tile.size, tile.size
+    refl = rng.integers(100, 4000, (t, len(BANDS), h, w)).astype(np.int16)
+    clear = rng.integers(0, 3, (t, h, w)).astype(np.uint8)
+    never = np.zeros((h, w), np.uint8)
+    never[:, observed_cols:] = 1
+    refl[:, :, never == 1] = -9999
+    clear[:, never == 1] = 0
+    xs = tile.bounds[0] + tile.resolution * (np.arange(w) + 0.5)
+    ys = tile.bounds[3] - tile.resolution * (np.arange(h) + 0.5)
+    cube = xr.Dataset({"reflectance": (("time", "band", "y", "x"), refl), "clear_count": (("time", "y", "x"), clear),
+                       "never_observed": (("y", "x"), never)},
+                      coords={"time": TIMES, "band": BANDS, "y": ys, "x": xs}, attrs={"tile": tile.id, "halo_px": 0})
+    return cube.rio.write_crs(tile.crs).rio.write_transform(tile.transform)
+
+
+@pytest.fixture(scope="module")
+def block_files(tmp_path_factory):
+    """Two 32 px tiles of one block: cubes (the second observed on its left half only) and labels
+    (crop on the top rows, non-crop below, unlabelled in the right quarter)."""
+    root = tmp_path_factory.mktemp("block")
+    tiles = [Tile(ix=100 + i, iy=200, crs="EPSG:32614", resolution=10.0, size=32) for i in range(2)]
+    cubes = []
+    for i, tile in enumerate(tiles):
+        path = root / f"{tile.id}.nc"
+        write_cube(_tile_cube(tile, i, observed_cols=32 if i == 0 else 16), path)
+        cubes.append(str(path))
+    block = AreaGrid(tuple(tiles))
+    labels = np.zeros(block.shape, np.uint8)
+    labels[:10] = 1
+    labels[:, 48:] = 255
+    write_geotiff(root / "labels.tif", labels, transform=block.transform, crs=block.crs, nodata=255)
+    return root, cubes, tiles
+
+
+def test_pretraining_store_holds_observed_windows_of_the_cubes(block_files):
+    root, cubes, tiles = block_files
+    counts = write_block_patches(kind="pretrain", cube_paths=cubes, label_paths=None, block="bx0001y0002",
+                                 settings=PRETRAIN, out_path=root / "pretrain.nc")
+    assert counts == {tiles[0].id: 12, tiles[1].id: 6}  # the half-observed tile gets half the patches
+    store = PatchStore.open(root / "pretrain.nc")
+    assert len(store) == 18 and store.bands == tuple(BANDS) and store.size == 16
+    np.testing.assert_array_equal(store.times, TIMES.astype("datetime64[D]"))
+    import netCDF4
+
+    with netCDF4.Dataset(root / "pretrain.nc") as ds:
+        rows, cols, tile_of = ds["row"][:], ds["col"][:], ds["tile"][:]
+    dataset = PatchDataset([store])
+    for k in range(len(dataset)):
+        cube = xr.open_dataset(cubes[[t.id for t in tiles].index(tile_of[k])])
+        window = dict(y=slice(rows[k], rows[k] + 16), x=slice(cols[k], cols[k] + 16))
+        item = dataset[k]
+        np.testing.assert_array_equal(item["reflectance"], cube["reflectance"].isel(**window).values)
+        np.testing.assert_array_equal(item["observed"], cube["clear_count"].isel(**window).values > 0)
+        # the centre pixel of every patch was observed
+        assert cube["never_observed"].values[rows[k] + 8, cols[k] + 8] == 0
+
+
+def test_training_store_holds_labelled_centres_in_the_requested_balance(block_files):
+    root, cubes, tiles = block_files
+    write_block_patches(kind="train", cube_paths=cubes, label_paths=[str(root / "labels.tif")], block="bx0001y0002",
+                        settings=TRAIN, out_path=root / "train.nc")
+    store = PatchStore.open(root / "train.nc")
+    dataset = PatchDataset([store])
+    import netCDF4
+
+    with netCDF4.Dataset(root / "train.nc") as ds:
+        rows, cols, tile_of = ds["row"][:], ds["col"][:], list(ds["tile"][:])
+    assert tile_of.count(tiles[0].id) == 20 and tile_of.count(tiles[1].id) == 20
+    centre_classes = []
+    with rasterio.open(root / "labels.tif") as src:
+        labels = src.read(1)
+    for k in range(len(dataset)):
+        offset = 32 * [t.id for t in tiles].index(tile_of[k])
+        item = dataset[k]
+        # tile 2 is observed on its left half only, where its labels end (unlabelled beyond)
+        np.testing.assert_array_equal(item["labels"], labels[rows[k]:rows[k] + 16, offset + cols[k]:offset + cols[k] + 16])
+        centre_classes.append(item["labels"][8, 8])
+    assert set(np.unique(centre_classes)) <= {0, 1}
+    assert np.sum(np.array(centre_classes[:20]) == 1) == 5  # crop_share 0.25 of 20 in the first tile
+
+
+def test_sampler_is_a_fixed_seeded_budget():
+    a = list(BudgetSampler(10, 25, max_offset=4, seed=3))
+    assert a == list(BudgetSampler(10, 25, max_offset=4, seed=3)) and len(a) == 25
+    assert all(0 <= p < 10 and 0 <= dy <= 4 and 0 <= dx <= 4 for p, dy, dx in a)
+    assert a != list(BudgetSampler(10, 25, max_offset=4, seed=4))
+
+
+class _FakeStore:
+    def __init__(self, block, tiles):
+        self.block, self.tiles, self.bands, self.size = block, np.array(tiles, dtype=object), ("a",), 8
+        self.times, self.path = np.array(["2023-01-01"], "datetime64[D]"), block
+
+    def __len__(self):
+        return len(self.tiles)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_held_out_blocks_never_feed_training(seed):
+    stores = [_FakeStore(f"b{b}", [f"t{b}{i % 3}" for i in range(4 + b)]) for b in range(10)]
+    dataset = PatchDataset(stores)
+    train_at, val_at, unit = split_validation(dataset, fraction=0.2, seed=seed)
+    assert unit == "block" and len(train_at) + len(val_at) == len(dataset)
+    held = {dataset.block_of(p) for p in val_at}
+    assert len(held) == 2
+    assert not held & {dataset.block_of(p) for p in train_at}
+    assert val_at.tolist() == split_validation(dataset, fraction=0.2, seed=seed)[1].tolist()
+
+
+def test_an_area_of_one_block_holds_out_whole_tiles():
+    dataset = PatchDataset([_FakeStore("b0", ["t1", "t2", "t1", "t3", "t4", "t4"])])
+    train_at, val_at, unit = split_validation(dataset, fraction=0.25, seed=0)
+    assert unit == "tile"
+    assert not {dataset.tile_of(p) for p in val_at} & {dataset.tile_of(p) for p in train_at}
+
+
+def test_stores_of_other_dates_are_refused():
+    a, b = _FakeStore("b0", ["t"]), _FakeStore("b1", ["t"])
+    b.times = np.array(["2023-01-02"], "datetime64[D]")
+    with pytest.raises(Exception, match="differ in bands, dates or patch size"):
+        PatchDataset([a, b])
+
+
+def test_training_needs_only_the_patch_stores(block_files, tmp_path):
+    """Cubes and labels are gone before `pretrain` and `train` run: the stores are all they read."""
+    import shutil
+
+    from cropmap.training import pretrain, train
+
+    root, cubes, tiles = block_files
+    copies = [shutil.copy(cube, tmp_path) for cube in cubes]
+    labels = shutil.copy(root / "labels.tif", tmp_path)
+    for kind, settings in (("pretrain", PRETRAIN), ("train", TRAIN)):
+        write_block_patches(kind=kind, cube_paths=copies, label_paths=[labels], block="bx0001y0002",
+                            settings=settings, out_path=tmp_path / f"{kind}.nc")
+    for path in [*copies, labels]:
+        (tmp_path / path).unlink()
+    model = {"width": 8, "heads": 2, "temporal_layers": 1, "attention_pool": 4}
+    pretrain(stores=[PatchStore.open(tmp_path / "pretrain.nc")],
+             settings={"model": model, "steps": 2, "batch_size": 2, "patch_size": 16, "mask_ratio": 0.4,
+                       "ndvi_threshold": 0.2, "learning_rate": 1e-3, "seed": 0},
+             out_path=tmp_path / "p.pt", curve_csv=tmp_path / "p.csv", curve_png=tmp_path / "p.png", workers=1)
+    result = train(stores=[PatchStore.open(tmp_path / "train.nc")],
+                   settings={"model": model, "steps": 2, "batch_size": 2, "patch_size": 12, "learning_rate": 1e-3,
+                             "seed": 0, "similarity_weight": 0.5, "similarity_sigma": 0.5, "aggregation_weight": 0.5,
+                             "validation_fraction": 0.5, "eval_every": 1, "patience": 5, "use_pretrained": True},
+                   pretrained=None, out_path=tmp_path / "m.pt", metrics_csv=tmp_path / "m.csv",
+                   curves_png=tmp_path / "m.png", workers=1)
+    assert (tmp_path / "p.pt").stat().st_size and (tmp_path / "m.pt").stat().st_size
+    assert result["validation_unit"] == "tile" and result["steps_run"] == 2
