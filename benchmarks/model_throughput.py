@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from cropmap.config import load_config
-from cropmap.dataset import TileArrays
 from cropmap.model import ModelConfig, SpatioTemporalNet
+from cropmap.patches import PatchStore, PatchWriter
 from cropmap.predict import predict_probability, window_starts
 from cropmap.training import train
 
@@ -81,15 +81,20 @@ def main() -> None:
     crop = np.zeros((size, size), bool)
     crop[:, : size // 2] = True
     refl = (rng.uniform(0.02, 0.4, (args.dates, len(bands), size, size)) * 10000).astype(np.int16)
-    tiles = [TileArrays("bench", refl, doy.astype(int), bands, np.ones((size, size), bool),
-                        np.where(crop, 1, 0).astype(np.uint8))]
+    times = np.datetime64("2022-12-31") + doy.astype(int)
     # the classifier's one-off fit to the frozen encoder (head_init: probe) is not a training step
     settings = {**config["train"], "model": model_settings, "steps": 20, "eval_every": 1000, "patience": 1000,
                 "head_init": "random"}
+    patch = settings["patch_size"]
     with tempfile.TemporaryDirectory() as tmp:
+        starts = np.arange(0, size - patch + 1, 4)
+        rows, cols = (a.ravel() for a in np.meshgrid(starts, starts, indexing="ij"))
+        with PatchWriter(Path(tmp) / "p.nc", kind="train", times=times, bands=bands, size=patch, block="bench") as w:
+            w.add(tile="bench", reflectance=refl, observed=np.ones((args.dates, size, size), bool),
+                  labels=np.where(crop, 1, 0).astype(np.uint8), rows=rows, cols=cols)
         start = time.perf_counter()
-        train(tiles=tiles, settings=settings, pretrained=None, out_path=Path(tmp) / "m.pt",
-              metrics_csv=Path(tmp) / "m.csv", curves_png=Path(tmp) / "m.png")
+        train(stores=[PatchStore.open(Path(tmp) / "p.nc")], settings=settings, pretrained=None,
+              out_path=Path(tmp) / "m.pt", metrics_csv=Path(tmp) / "m.csv", curves_png=Path(tmp) / "m.png")
         seconds = time.perf_counter() - start
     trained = settings["steps"] * settings["batch_size"] * settings["patch_size"] ** 2
     print(f"training, {settings['steps']} steps of {settings['batch_size']} x {settings['patch_size']}^2 px patches, "

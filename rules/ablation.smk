@@ -10,7 +10,7 @@ wildcard_constraints:
 
 rule ablation:
     input:
-        [f"results/{area}/ablation/metrics.md" for area in config["areas"] if config["areas"][area].get("reference")],
+        [f"results/{area}/ablation/metrics.md" for area in selected_areas(config) if config["areas"][area].get("reference")],
 
 
 rule ablation_train:

@@ -2,7 +2,7 @@
 import functools
 import sys
 
-from cropmap.config import ABLATION_VARIANTS, settings_json, validate_config
+from cropmap.config import ABLATION_VARIANTS, selected_areas, settings_json, validate_config
 from cropmap.errors import ConfigError
 from cropmap.grid import blocks_for_area
 
@@ -39,7 +39,7 @@ def step_settings(step):
 
 def all_outputs():
     outputs = []
-    for area in config["areas"]:
+    for area in selected_areas(config):
         outputs += [
             f"results/{area}/cropland.tif",
             f"results/{area}/cropland_probability.tif",

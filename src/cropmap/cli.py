@@ -34,6 +34,21 @@ def cmd_demo(args) -> None:
     make_demo(settings=_settings(args.settings), out_dir=args.out_dir)
 
 
+def cmd_demo_config(args) -> None:
+    import yaml
+
+    from cropmap.config import validate_config
+    from cropmap.demo import demo_area_config
+    from cropmap.io import atomic_path
+
+    config = demo_area_config(name=args.name, tiles=args.tiles, seed=args.seed)
+    validate_config(json.loads(json.dumps(config)))  # a copy: validation fills in defaults
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(f"# a demo area of {args.tiles} x {args.tiles} tiles: snakemake --cores all --configfile {args.out}\n"
+                       + yaml.safe_dump(config, sort_keys=False))
+    print(f"demo area {args.name!r} of {args.tiles} x {args.tiles} tiles -> {args.out}")
+
+
 def cmd_search(args) -> None:
     from cropmap.search import save_items, search_items
 
@@ -261,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "write the synthetic demo study area (STAC catalog, products, reference)")
     p.add_argument("--out-dir", required=True)
+    p = sub.add_parser("demo-config", help="write the config of a larger demo area (N x N tiles), to run on its own")
+    p.set_defaults(func=cmd_demo_config)
+    p.add_argument("--tiles", type=int, default=8, help="tiles along each side (default 8: 64 tiles)")
+    p.add_argument("--name", default="demo8x8")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", required=True, help="the YAML file to write")
     p = add("search", cmd_search, "STAC search for the area and season")
     p.add_argument("--out", required=True)
     p = add("sits", cmd_sits, "build one tile's composited time-series cube")

@@ -18,7 +18,7 @@ import yaml
 
 from cropmap.errors import ConfigError
 
-__all__ = ["load_schema", "validate_config", "load_config", "step_settings", "settings_json"]
+__all__ = ["load_schema", "validate_config", "load_config", "selected_areas", "step_settings", "settings_json"]
 
 
 def load_schema() -> dict[str, Any]:
@@ -119,6 +119,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if config[step]["patch_size"] > config["patches"]["size"]:
             raise ConfigError(f"{step}.patch_size: {config[step]['patch_size']} is larger than the stored patches "
                               f"(patches.size = {config['patches']['size']})")
+    for name in selected_areas(config):
+        if name not in config["areas"]:
+            raise ConfigError(f"area: no area named {name!r} (areas: {', '.join(config['areas'])})")
     for name, area in config["areas"].items():
         _check_area(name, area, config)
     products = {p for area in config["areas"].values() for p in area["glc"]}
@@ -127,6 +130,13 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"consensus.weights.{product_name}: no area has a product of that name")
     _check_paths(config)
     return config
+
+
+def selected_areas(config: dict[str, Any]) -> list[str]:
+    """The areas a run makes: those named by `area` (comma-separated), else all of them."""
+    if not config.get("area"):
+        return list(config["areas"])
+    return [name.strip() for name in str(config["area"]).split(",") if name.strip()]
 
 
 def _config_paths(config: dict[str, Any]):

@@ -37,7 +37,7 @@ from cropmap.io import atomic_path, write_geotiff
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_demo", "LANDCOVER_CLASSES"]
+__all__ = ["make_demo", "LANDCOVER_CLASSES", "demo_area_config"]
 
 # true land-cover classes of the demo landscape
 LANDCOVER_CLASSES = {1: "maize", 2: "soybean", 3: "winter wheat", 4: "wheat then soybean",
@@ -425,3 +425,31 @@ def make_demo(*, settings: dict[str, Any], out_dir: str | Path) -> Path:
     # the catalog.json is written last, so a complete catalog.json means a complete demo
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     return catalog_dir / "catalog.json"
+
+
+def demo_area_config(*, name: str, tiles: int, seed: int = 42, tile_size: int = 512) -> dict[str, Any]:
+    """A config (a file for `snakemake --configfile`) of a demo area of `tiles` x `tiles` tiles of
+    `tile_size` px at 10 m near the embedded demo, with its sources under results/<name>/demo-data/
+    and `area: <name>` so that only it runs."""
+    x0, y0 = 136, 850  # the embedded demo's first tile: the landscape starts where it starts
+    extent = tile_size * 10.0
+    left, bottom = x0 * extent, y0 * extent
+    right, top = left + tiles * extent, bottom + tiles * extent
+    to_lonlat = Transformer.from_crs("EPSG:32614", "EPSG:4326", always_xy=True)
+    # a lon/lat box strictly inside the square of tiles (its edges bend in UTM)
+    xs, ys = to_lonlat.transform([left + 50, right - 50, left + 50, right - 50], [bottom + 50, bottom + 50, top - 50, top - 50])
+    bbox = [round(v, 6) for v in (max(xs[0], xs[2]), max(ys[0], ys[1]), min(xs[1], xs[3]), min(ys[2], ys[3]))]
+    data = f"results/{name}/demo-data"
+    return {
+        "area": name,
+        "areas": {name: {
+            "aoi": {"bbox": bbox}, "crs": "EPSG:32614", "resolution": 10, "tile_size": tile_size,
+            "season": {"start": "2023-03-01", "end": "2023-10-31"},
+            "stac": {"catalog": f"{data}/stac/catalog.json", "collection": "sentinel-2-l2a", "max_cloud_cover": 95},
+            "demo": {"seed": seed, "revisit_days": 5},
+            "glc": {"worldcover": {"type": "esa-worldcover", "path": f"{data}/glc/worldcover.tif"},
+                    "esri": {"type": "esri-lulc", "path": f"{data}/glc/esri_lulc.tif"},
+                    "glad": {"type": "glad-cropland", "path": f"{data}/glc/glad_cropland.tif"}},
+            "reference": {"path": f"{data}/reference/cropland_truth.tif", "crop_classes": [1], "nodata": 255},
+        }},
+    }

@@ -74,7 +74,8 @@ def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     _save(fig, probability_png)
 
 
-def availability(*, cube_paths: Sequence[str], out_png, out_csv, out_scenes_csv) -> list[dict[str, Any]]:
+def availability(*, cube_paths: Sequence[str], out_png, out_csv, out_scenes_csv,
+                 max_rows: int = 60) -> list[dict[str, Any]]:
     """Share of each tile's pixels with a clear observation in each composite period (CSV and plot),
     and each tile's scene record: found, loaded, skipped (with the reasons), no clear observation.
     Returns the scene records of tiles that skipped scenes or saw no clear observation."""
@@ -106,12 +107,23 @@ def availability(*, cube_paths: Sequence[str], out_png, out_csv, out_scenes_csv)
         writer = csv.DictWriter(f, fieldnames=list(scenes[0]))
         writer.writeheader()
         writer.writerows(scenes)
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(dates)), 1 + 0.4 * len(names)))
-    im = ax.imshow(matrix, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    if len(names) <= max_rows:
+        fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(dates)), 1 + 0.4 * len(names)))
+        im = ax.imshow(matrix, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_title("share of pixels with a clear observation, per tile and composite period")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    else:  # thousands of tiles: their spread per period, and how many tiles are flagged
+        fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(dates)), 4))
+        low, mid, high = np.percentile(matrix, [10, 50, 90], axis=0)
+        ax.fill_between(range(len(dates)), low, high, alpha=0.3, label="10th-90th percentile of tiles")
+        ax.plot(range(len(dates)), mid, marker=".", label="median tile")
+        ax.set_ylim(0, 1)
+        ax.legend(loc="lower right")
+        flagged = sum(1 for r in scenes if r["scenes_skipped"] or r["no_clear_observation"])
+        ax.set_title(f"share of pixels with a clear observation per composite period, {len(names)} tiles "
+                     f"({flagged} flagged: see scenes.csv)")
     ax.set_xticks(range(len(dates)), dates, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set_title("share of pixels with a clear observation, per tile and composite period")
-    fig.colorbar(im, ax=ax, shrink=0.8)
     _save(fig, out_png)
     return [r for r in scenes if r["scenes_skipped"] or r["no_clear_observation"]]
 
@@ -147,11 +159,11 @@ def sample_sizes(mapped_share: Sequence[float], *, expected_users_accuracy: Sequ
     return [int(max(min_per_stratum, round(total * wi))) for wi in w]
 
 
-def _window_class_counts(src) -> tuple[list, np.ndarray]:
+def _window_class_counts(src, size: int = 2048) -> tuple[list, np.ndarray]:
     """The windows of a class map (`cropmap.io.iter_windows`) and (n_windows, 2) pixels of class 0 and 1 in each."""
     from cropmap.io import iter_windows
 
-    windows = list(iter_windows(src.height, src.width))
+    windows = list(iter_windows(src.height, src.width, size=size))
     counts = np.zeros((len(windows), 2), np.int64)
     for w, window in enumerate(windows):
         classes = src.read(1, window=window)
@@ -165,7 +177,8 @@ def map_class_counts(map_path) -> np.ndarray:
         return _window_class_counts(src)[1].sum(axis=0)
 
 
-def draw_sample(*, map_path, sizes: Sequence[int], seed: int, out_csv, out_gpkg) -> list[dict[str, Any]]:
+def draw_sample(*, map_path, sizes: Sequence[int], seed: int, out_csv, out_gpkg,
+                window: int = 2048) -> list[dict[str, Any]]:
     """A stratified random sample of pixel centres, strata = map classes (0, 1); written as CSV and
     GeoPackage with an empty `reference` column for photo-interpretation.
 
@@ -177,7 +190,7 @@ def draw_sample(*, map_path, sizes: Sequence[int], seed: int, out_csv, out_gpkg)
     points = []
     with rasterio.open(map_path) as src:
         transform, crs = src.transform, src.crs
-        windows, counts = _window_class_counts(src)
+        windows, counts = _window_class_counts(src, window)
         to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
         for stratum, n in enumerate(sizes):
             total = int(counts[:, stratum].sum())
@@ -186,11 +199,11 @@ def draw_sample(*, map_path, sizes: Sequence[int], seed: int, out_csv, out_gpkg)
             ranks = np.sort(rng.choice(total, size=min(n, total), replace=False))
             starts = np.concatenate([[0], np.cumsum(counts[:, stratum])])
             for w in np.unique(np.searchsorted(starts, ranks, side="right") - 1):
-                window = windows[w]
+                win = windows[w]
                 here = ranks[(ranks >= starts[w]) & (ranks < starts[w + 1])] - starts[w]
-                flat = np.flatnonzero(src.read(1, window=window).ravel() == stratum)[here]
-                rows, cols = np.unravel_index(flat, (window.height, window.width))
-                xs, ys = transform * (cols + window.col_off + 0.5, rows + window.row_off + 0.5)
+                flat = np.flatnonzero(src.read(1, window=win).ravel() == stratum)[here]
+                rows, cols = np.unravel_index(flat, (win.height, win.width))
+                xs, ys = transform * (cols + win.col_off + 0.5, rows + win.row_off + 0.5)
                 lons, lats = to_lonlat.transform(xs, ys)
                 for x, y, lon, lat in zip(xs, ys, lons, lats):
                     points.append({"id": len(points), "stratum": stratum, "map_class": stratum, "x": float(x),
