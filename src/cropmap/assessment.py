@@ -216,16 +216,24 @@ def _read_vector(path: str, *, class_column: str, grid_crs: str):
     return None, list(zip(geoms, classes.tolist()))
 
 
+TABLE_COLUMNS = ["f1", "precision", "recall", "iou", "oa", "kappa", "coverage", "f1_agree", "f1_disagree"]
+
+
 def metrics_table(metrics: Mapping[str, Mapping[str, Any]], *, decimals: int = 3, csv: bool = False) -> str:
-    """The metrics, one row per source, as a Markdown table (or CSV)."""
-    cols = ["f1", "precision", "recall", "iou", "oa", "kappa", "coverage"]
+    """The metrics, one row per source, as a Markdown table (or CSV); `f1_agree` / `f1_disagree`:
+    F1 where the products agree / disagree (blank where a source has no such pixel)."""
+    cols = [c for c in TABLE_COLUMNS if any(c in m for m in metrics.values())]
+
+    def cell(m, c):
+        return "" if m.get(c) is None else f"{m[c]:.{decimals}f}"
+
     if csv:
         rows = ["source," + ",".join(cols)]
-        rows += [f"{name}," + ",".join(f"{m[c]:.{decimals}f}" for c in cols) for name, m in metrics.items()]
+        rows += [f"{name}," + ",".join(cell(m, c) for c in cols) for name, m in metrics.items()]
         return "\n".join(rows) + "\n"
     lines = ["| source | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in metrics.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.{decimals}f}" for c in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(m, c) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -235,36 +243,47 @@ def assess_area(*, tiles: Sequence[Tile], reference: Reference, maps: Mapping[st
 
     Sources: each of `maps` (name -> COG), the consensus and each product of the block label files.
     Every source's confusion matrix is accumulated over the tiles, from windows of the reference read
-    as uint8; memory is that of one tile, whatever the area."""
+    as uint8; memory is that of one tile, whatever the area. Each source's metrics also hold `agree`
+    and `disagree`: the same on the pixels where the products agree (the consensus labels them) and
+    on the others, which is where the map has to do better than the products."""
     from cropmap.labels import BlockRasters, product_band
 
     labels = BlockRasters(label_paths)
     bands = {"consensus": 1, **{name: product_band(label_paths[0], name) for name in products}}
     names = [*maps, *bands]
-    totals = {name: np.zeros((2, 2), np.int64) for name in names}
-    reference_pixels = 0
+    parts = ("all", "agree", "disagree")
+    totals = {name: {part: np.zeros((2, 2), np.int64) for part in parts} for name in names}
+    reference_pixels = dict.fromkeys(parts, 0)
     per_tile: dict[str, dict[str, Any]] = {}
     opened = {name: rasterio.open(path) for name, path in maps.items()}
     try:
         for tile in tiles:
             ref = reference.window(tile)
             n_ref = int(np.sum(ref != NODATA))
-            reference_pixels += n_ref
             if not n_ref:  # nothing to compare here (a sparse sample of points leaves most tiles empty)
                 per_tile[tile.id] = metrics_from_confusion(np.zeros((2, 2)), reference_pixels=0)
                 continue
-            for name, src in opened.items():
-                window = from_bounds(*tile.bounds, transform=src.transform).round_offsets().round_lengths()
-                cm = confusion(src.read(1, window=window), ref)
-                totals[name] += cm
-                if name == next(iter(maps)):
-                    per_tile[tile.id] = metrics_from_confusion(cm, reference_pixels=n_ref)
-            for name, band in bands.items():
-                totals[name] += confusion(labels.read(tile.bounds, band=band, name=tile.id), ref)
+            values = {name: src.read(1, window=from_bounds(*tile.bounds, transform=src.transform)
+                                     .round_offsets().round_lengths()) for name, src in opened.items()}
+            values.update({name: labels.read(tile.bounds, band=band, name=tile.id) for name, band in bands.items()})
+            agree = values["consensus"] != NODATA
+            refs = {"all": ref, "agree": np.where(agree, ref, NODATA), "disagree": np.where(agree, NODATA, ref)}
+            for part in parts:
+                reference_pixels[part] += int(np.sum(refs[part] != NODATA))
+            for name in names:
+                for part in parts:
+                    totals[name][part] += confusion(values[name], refs[part])
+            per_tile[tile.id] = metrics_from_confusion(confusion(values[names[0]], ref), reference_pixels=n_ref)
     finally:
         for src in opened.values():
             src.close()
-    metrics = {name: metrics_from_confusion(totals[name], reference_pixels=reference_pixels) for name in names}
+    metrics = {}
+    for name in names:
+        metrics[name] = metrics_from_confusion(totals[name]["all"], reference_pixels=reference_pixels["all"])
+        for part in ("agree", "disagree"):
+            metrics[name][part] = metrics_from_confusion(totals[name][part], reference_pixels=reference_pixels[part])
+        metrics[name]["f1_agree"] = metrics[name]["agree"]["f1"] if metrics[name]["agree"]["pixels"] else None
+        metrics[name]["f1_disagree"] = metrics[name]["disagree"]["f1"] if metrics[name]["disagree"]["pixels"] else None
     return metrics, per_tile
 
 

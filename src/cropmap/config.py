@@ -183,6 +183,9 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
     end = _parse_date(area["season"]["end"], f"{key}.season.end")
     if end <= start:
         raise ConfigError(f"{key}.season.end: {end} is not after season.start {start}")
+    if (end - start).days > 366:
+        raise ConfigError(f"{key}.season.end: the season {start} .. {end} lasts {(end - start).days} days; a season "
+                          "spans at most a year (check the years)")
     if "bbox" in area["aoi"]:
         west, south, east, north = area["aoi"]["bbox"]
         if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
@@ -271,13 +274,14 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
         return {"size": patches["size"], "per_tile": patches["train_per_tile"], "seed": patches["seed"],
                 "follow_labelled_share": patches["follow_labelled_share"], "crop_share": patches["crop_share"]}
     if step == "pretrain":
-        return {"model": config["model"], **config["pretrain"]}
+        return {"model": config["model"], **config["pretrain"], "season_start": a["season"]["start"]}
     if step == "train":
-        return {"model": config["model"], **{k: v for k, v in config["train"].items() if k != "gpus"}}
+        return {"model": config["model"], **{k: v for k, v in config["train"].items() if k != "gpus"},
+                "season_start": a["season"]["start"]}
     # the GPU request is the scheduler's business, not the result's: it never reruns a step
     predict = {k: v for k, v in config["predict"].items() if k != "gpus"}
     if step == "predict":
-        return {"grid": grid, "block_tiles": a["block_tiles"], **predict}
+        return {"grid": grid, "block_tiles": a["block_tiles"], "season_start": a["season"]["start"], **predict}
     if step == "mosaic":
         return {"grid": grid, **predict}
     if step == "label_quality":

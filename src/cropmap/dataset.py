@@ -9,25 +9,28 @@ import torch
 
 from cropmap.conventions import REFLECTANCE_FILL, REFLECTANCE_SCALE
 
-__all__ = ["band_index", "band_statistics", "day_of_year", "normalise", "standardise"]
+__all__ = ["band_index", "band_statistics", "normalise", "season_days", "standardise"]
 
 
-def day_of_year(times: np.ndarray) -> np.ndarray:
-    times = np.asarray(times, dtype="datetime64[D]")
-    years = times.astype("datetime64[Y]")
-    return (times - years).astype(int) + 1
+def season_days(times: np.ndarray, season_start: str) -> np.ndarray:
+    """Days from the start of the season to each composite (float32): continuous across New Year,
+    unlike the day of the year, so a season from October to June keeps its dates in order."""
+    days = np.asarray(times, dtype="datetime64[D]") - np.datetime64(season_start, "D")
+    return days.astype(np.float32)
 
 
 def band_statistics(dataset, *, patches: int = 64, sample: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std of reflectance over the observed values of up to `patches` patches of
-    `dataset` (a `cropmap.patches.PatchDataset`), spread evenly over it; `sample` values per band."""
+    """Per-band mean and std of the clear observations (not the gap-filled values) of up to
+    `patches` patches of `dataset` (a `cropmap.patches.PatchDataset`), spread evenly over it;
+    `sample` values per band."""
     rng = np.random.default_rng(seed)
     picks = np.unique(np.linspace(0, len(dataset) - 1, min(patches, len(dataset))).round().astype(int))
     values = []
     for position in picks:
-        refl = dataset[int(position)]["reflectance"]  # (T, C, H, W)
+        item = dataset[int(position)]
+        refl = item["reflectance"]  # (T, C, H, W)
         per_band = refl.transpose(1, 0, 2, 3).reshape(refl.shape[1], -1)
-        values.append(per_band[:, per_band[0] != REFLECTANCE_FILL])
+        values.append(per_band[:, item["observed"].reshape(-1) & (per_band[0] != REFLECTANCE_FILL)])
     allv = np.concatenate(values, axis=1)
     if allv.shape[1] == 0:
         raise ValueError("no observed value in the patches")

@@ -81,7 +81,7 @@ class Landscape:
     texture: np.ndarray  # (H, W) float32 brightness factor
 
 
-def make_landscape(shape: tuple[int, int], rng: np.random.Generator) -> Landscape:
+def make_landscape(shape: tuple[int, int], rng: np.random.Generator, *, crop_share: float = 0.62) -> Landscape:
     h, w = shape
     # parcels: Voronoi cells of seeds whose density varies over the area, with warped borders
     density = ndimage.gaussian_filter(rng.standard_normal((h // 16 + 1, w // 16 + 1)), 4)
@@ -99,7 +99,7 @@ def make_landscape(shape: tuple[int, int], rng: np.random.Generator) -> Landscap
 
     # parcel classes: crops and grassland; forest, water and built-up come from large-scale zones
     crop_types = rng.choice([1, 2, 3, 4], size=n, p=[0.3, 0.3, 0.25, 0.15])
-    parcel_class = np.where(rng.uniform(size=n) < 0.62, crop_types, 5).astype(np.uint8)
+    parcel_class = np.where(rng.uniform(size=n) < crop_share, crop_types, 5).astype(np.uint8)
     landcover = parcel_class[parcel]
     zones = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), 40)
     forest = zones > np.quantile(zones, 0.85)
@@ -136,6 +136,8 @@ def vegetation_fraction(cls: int, doy: float, p: dict[str, np.ndarray]) -> np.nd
     if cls in (3, 4):  # winter wheat: green at the start of the season, harvested early July
         wheat = 0.25 + (fmax - 0.25) * _sigmoid((t - 100) / 8) - fmax * _sigmoid((t - 180) / 5)
         wheat = np.clip(wheat, 0.05, 1)
+        if doy > 304:  # sown in October: green again before winter (seasons across New Year)
+            wheat = wheat + 0.3 * fmax * _sigmoid((t - 320) / 8)
         if cls == 3:
             return wheat
         return wheat + 0.8 * fmax * (_sigmoid((t - 205) / 6) - _sigmoid((t - 285) / 6))
@@ -265,8 +267,13 @@ def _add_band_asset(item: pystac.Item, name: str, href: str, shape, transform: A
                                       title=title, extra_fields=extra))
 
 
-def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.random.Generator) -> dict[str, Path]:
-    """Three land-cover products on three grids, each with its own error pattern."""
+def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.random.Generator, *,
+                   errors: str = "random") -> dict[str, Path]:
+    """Three land-cover products on three grids, each with its own error pattern. `errors:
+    systematic` makes them err as real products do where they err most: WorldCover misses a whole
+    crop type (soybean: grassland), Esri calls most grassland crop, GLAD is a year behind (a quarter
+    of the fields changed use) and misregistered by 60 m."""
+    systematic = errors == "systematic"
     n = len(land.parcel_class)
     is_crop = np.isin(land.parcel_class, CROP_CLASSES)
     is_grass = land.parcel_class == 5
@@ -293,6 +300,9 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     grass_as_crop = is_grass & (rng.uniform(size=n) < 0.45)
     small = land.parcel_area < np.quantile(land.parcel_area[is_crop], 0.3)
     crop_missed = is_crop & (((small) & (rng.uniform(size=n) < 0.7)) | (rng.uniform(size=n) < 0.06))
+    if systematic:  # no grassland error here; a whole crop type missed instead
+        grass_as_crop = is_grass & (rng.uniform(size=n) < 0.05)
+        crop_missed = crop_missed | (land.parcel_class == 2)
     values = wc_code[lc]
     parcel_ok = pid >= 0
     values[parcel_ok & grass_as_crop[np.maximum(pid, 0)] & (lc == 5)] = 40
@@ -312,7 +322,7 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     pid = on_grid(land.parcel + 1, transform, grid.crs, shape) - 1
     esri_code = np.array([0, 5, 5, 5, 5, 11, 2, 1, 7], np.uint8)
     crop_as_range = is_crop & (rng.uniform(size=n) < 0.22)
-    grass_as_crop = is_grass & (rng.uniform(size=n) < 0.2)
+    grass_as_crop = is_grass & (rng.uniform(size=n) < (0.8 if systematic else 0.2))
     values = esri_code[lc]
     values[(pid >= 0) & crop_as_range[np.maximum(pid, 0)] & np.isin(lc, CROP_CLASSES)] = 11
     values[(pid >= 0) & grass_as_crop[np.maximum(pid, 0)] & (lc == 5)] = 5
@@ -328,13 +338,16 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     res = 30.0
     transform = Affine(res, 0, np.floor((left - margin) / res) * res, 0, -res, np.ceil((top + margin) / res) * res)
     shape = (int((top - bottom + 2 * margin) / res) + 1, int((right - left + 2 * margin) / res) + 1)
-    last_year_crop = np.where(is_crop, rng.uniform(size=n) > 0.12, is_grass & (rng.uniform(size=n) < 0.35))
+    changed = 0.25 if systematic else 0.12  # fields whose use changed since last year
+    last_year_crop = np.where(is_crop, rng.uniform(size=n) > changed, is_grass & (rng.uniform(size=n) < 0.35))
     crop_map = last_year_crop[land.parcel].astype(np.uint8)
     valid = np.ones_like(crop_map)
     values = on_grid(crop_map, transform, grid.crs, shape, Resampling.mode)
     covered = on_grid(valid, transform, grid.crs, shape, Resampling.nearest)
     values[covered == 0] = 255
     paths["glad"] = out_dir / "glad_cropland.tif"
+    if systematic:  # misregistered: its fields are written 60 m east of where they are
+        transform = transform * Affine.translation(2, 0)
     write_geotiff(paths["glad"], values, transform=transform, crs=grid.crs, nodata=255, cog=True)
     return paths
 
@@ -368,9 +381,10 @@ def make_demo(*, settings: dict[str, Any], out_dir: str | Path) -> Path:
     seed = settings["demo"].get("seed", 42)
     rng = np.random.default_rng(seed)
     log.info("demo: %d tiles, %s px, CRS %s, seed %d", len(grid.tiles), grid.shape, grid.crs, seed)
-    land = make_landscape(grid.shape, rng)
+    demo = settings["demo"]
+    land = make_landscape(grid.shape, rng, crop_share=demo.get("crop_share", 0.62))
     glc_dir, ref_dir = out_dir / "glc", out_dir / "reference"
-    write_products(land, grid, glc_dir, np.random.default_rng(seed + 1))
+    write_products(land, grid, glc_dir, np.random.default_rng(seed + 1), errors=demo.get("product_errors", "random"))
     write_reference(land, grid, ref_dir, np.random.default_rng(seed + 2))
 
     catalog_dir = out_dir / "stac"
@@ -385,6 +399,9 @@ def make_demo(*, settings: dict[str, Any], out_dir: str | Path) -> Path:
     dates = _scene_dates(settings["season"], settings["demo"].get("revisit_days", 5))
     scene_rng = np.random.default_rng(seed + 3)
     h, w = grid.shape
+    # beyond a slanted edge no scene has data (an archive's or an orbit's end): tiles only partly observed
+    rows, cols = np.mgrid[0:h, 0:w]
+    beyond_edge = cols > demo.get("data_coverage", 1.0) * w + 0.25 * (rows - h / 2)
     items = []
     for k, date in enumerate(tqdm(dates, desc="demo scenes", unit="scene")):
         doy = date.timetuple().tm_yday
@@ -407,15 +424,18 @@ def make_demo(*, settings: dict[str, Any], out_dir: str | Path) -> Path:
             if name not in BANDS_10M:
                 dn = _to_dn(_down2(refl[b]))
                 dn[:, : valid_cols // 2] = 0
+                dn[beyond_edge[::2, ::2]] = 0
                 shape, transform = dn.shape, t20
             else:
                 dn[:, :valid_cols] = 0
+                dn[beyond_edge] = 0
                 shape, transform = dn.shape, grid.transform
             write_geotiff(scene_dir / f"{name}.tif", dn, transform=transform, crs=grid.crs, nodata=0, cog=True,
                           overview_resampling="average")
             _add_band_asset(item, name, f"./{name}.tif", shape, transform)
         scl = scl10[::2, ::2].copy()
         scl[:, : valid_cols // 2] = 0
+        scl[beyond_edge[::2, ::2]] = 0
         write_geotiff(scene_dir / "SCL.tif", scl, transform=t20, crs=grid.crs, nodata=0, cog=True)
         _add_band_asset(item, "SCL", "./SCL.tif", scl.shape, t20)
         items.append(item)

@@ -3,13 +3,15 @@
 - per-date spatial branch: a 1x1 band embedding, then a residual double 3x3 conv block (shared
   weights over dates, no downsampling);
 - temporal branch: a transformer encoder along time at every pixel, with a sinusoidal encoding of
-  the composite's day of year (not its index, so seasons of different length line up);
+  the composite's date in days since the season started (not its index, so series with gaps line
+  up; not the day of the year, which restarts in a season across New Year);
 - spatio-temporal attention: queries from the temporal features (max-pooled over time), keys from
   the spatial-branch features, values from the temporal features; keys and values are average-
   pooled by `attention_pool` so memory grows with area / pool**2, not with area**2; the output is
   gamma * attention + value, gamma learnt from 0;
-- heads: a per pixel-date linear reconstruction of the bands (masked pretraining) and a per-pixel
-  linear classifier (crop / non-crop).
+- heads: a per pixel-date linear reconstruction of the bands from the temporal features plus the
+  attention's spatial context (masked pretraining, which thus trains the attention too) and a
+  per-pixel linear classifier (crop / non-crop).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ModelConfig", "SpatioTemporalNet", "doy_encoding", "pick_device"]
+__all__ = ["ModelConfig", "SpatioTemporalNet", "autocast", "doy_encoding", "pick_device"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def pick_device() -> torch.device:
 
 
 def doy_encoding(doy: torch.Tensor, width: int) -> torch.Tensor:
-    """Sinusoidal encoding of day of year. doy: (B, T) float -> (B, T, width)."""
+    """Sinusoidal encoding of dates in days (since the season started). doy: (B, T) float -> (B, T, width)."""
     half = width // 2
     freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=doy.device, dtype=torch.float32) / half)
     angles = doy[..., None].float() * freqs
@@ -93,9 +95,13 @@ class SpatioTemporalNet(nn.Module):
         return tfeat, s.reshape(b, t, d, h, w)
 
     def reconstruct(self, x: torch.Tensor, doy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Reconstructed bands (B, T, C, H, W) from the input with `mask`ed entries hidden."""
-        tfeat, _ = self.encode(x, doy, mask)
-        return self.reconstruction_head(tfeat).permute(0, 3, 4, 1, 2)
+        """Reconstructed bands (B, T, C, H, W) from the input with `mask`ed entries hidden.
+
+        The spatial context of the attention block is added to every date's temporal features, so
+        that pretraining trains the query, key and gamma the classifier reads as well."""
+        tfeat, s = self.encode(x, doy, mask)
+        context = self._spatial_context(tfeat, s)
+        return self.reconstruction_head(tfeat + context[:, :, :, None, :]).permute(0, 3, 4, 1, 2)
 
     def forward(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes, H, W)."""
@@ -104,6 +110,12 @@ class SpatioTemporalNet(nn.Module):
     def features(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
         """The per-pixel features (B, H, W, d) the classifier reads."""
         tfeat, s = self.encode(x, doy)
+        return tfeat.max(dim=3).values + self._spatial_context(tfeat, s)
+
+    def _spatial_context(self, tfeat: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """gamma * attention (B, H, W, d): queries from the temporal features max-pooled over time,
+        keys from the spatial branch, values from the pooled temporal features, both average-pooled
+        by `attention_pool` (memory grows with area / pool**2)."""
         b, h, w, t, d = tfeat.shape
         value = tfeat.max(dim=3).values  # (B, H, W, d)
         pool = min(self.config.attention_pool, h, w)
@@ -113,4 +125,16 @@ class SpatioTemporalNet(nn.Module):
         vals = vals.flatten(2).transpose(1, 2)
         q = self.query(value.reshape(b, h * w, d))
         attended = F.scaled_dot_product_attention(q, keys, vals)  # (B, HW, d)
-        return (self.gamma * attended + value.reshape(b, h * w, d)).reshape(b, h, w, d)
+        return (self.gamma * attended).reshape(b, h, w, d)
+
+
+def autocast(device: torch.device):
+    """Mixed precision on CUDA (bf16 where the GPU has it, else fp16), nothing on the CPU; returns
+    (context manager, GradScaler or None): fp16 gradients need the scaler, bf16 ones do not."""
+    import contextlib
+
+    if device.type != "cuda":
+        return contextlib.nullcontext(), None
+    if torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16), None
+    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")

@@ -21,7 +21,7 @@ from cropmap.dataset import normalise
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid
 from cropmap.io import write_cog_from_blocks, write_geotiff
-from cropmap.model import ModelConfig, SpatioTemporalNet, pick_device
+from cropmap.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def predict_probability(
     for i in tqdm(range(0, len(positions), batch_size), desc="predict", unit="batch", disable=not progress):
         batch = positions[i:i + batch_size]
         xb = torch.from_numpy(np.stack([x[:, :, r:r + window, c:c + window] for r, c in batch])).to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with autocast(device)[0]:
             logits = model(xb, doy_t.expand(len(batch), -1))
         prob = logits.float().softmax(dim=1)[:, 1].cpu().numpy()
         for (r, c), p in zip(batch, prob):
@@ -106,7 +106,7 @@ def mosaic(block_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, r
 def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: dict[str, Any],
                      settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Crop probability (H, W) of one tile cube, its halo cut off, and the mask of observed pixels."""
-    from cropmap.dataset import day_of_year
+    from cropmap.dataset import season_days
 
     mean, std = checkpoint["band_mean"].numpy(), checkpoint["band_std"].numpy()
     bands = [str(b) for b in cube["band"].values]
@@ -115,7 +115,7 @@ def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: 
                         f"{checkpoint['bands']}")
     x = normalise(cube["reflectance"].values, mean, std)
     device = next(model.parameters()).device
-    prob = predict_probability(model, x, day_of_year(cube["time"].values), window=settings["window"],
+    prob = predict_probability(model, x, season_days(cube["time"].values, settings["season_start"]), window=settings["window"],
                                overlap=settings["overlap"], batch_size=settings["batch_size"], device=device)
     halo = int(cube.attrs.get("halo_px", 0))
     if halo:
@@ -130,6 +130,8 @@ def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], bloc
     from cropmap.sits import open_cube
 
     model = load_model(checkpoint, pick_device())
+    # the setting wins; else the threshold training calibrated (0.5 for checkpoints without one)
+    threshold = settings["threshold"] if settings["threshold"] is not None else checkpoint.get("threshold", 0.5)
     tiles = {tile.id: tile for tile in block.tiles}
     out = np.full((2, *block.shape), NODATA, np.uint8)
     for path in cube_paths:
@@ -139,7 +141,7 @@ def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], bloc
             raise DataError(f"cube {path} is of tile {tile_id}, which is not in this block")
         prob, valid = tile_probability(cube=cube, model=model, checkpoint=checkpoint, settings=settings)
         r, c = block.offset(tiles[tile_id])
-        out[:, r:r + prob.shape[0], c:c + prob.shape[1]] = classify(prob, valid, threshold=settings["threshold"])
+        out[:, r:r + prob.shape[0], c:c + prob.shape[1]] = classify(prob, valid, threshold=threshold)
     write_block_prediction(out_path, out, block=block)
 
 

@@ -34,15 +34,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cropmap.conventions import NODATA
-from cropmap.dataset import band_index, band_statistics, day_of_year, standardise
+from cropmap.dataset import band_index, band_statistics, season_days, standardise
 from cropmap.errors import TrainingError
 from cropmap.io import atomic_path
-from cropmap.model import ModelConfig, SpatioTemporalNet, pick_device
+from cropmap.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
 from cropmap.patches import BudgetSampler, PatchDataset, PatchStore, split_validation
 
 log = logging.getLogger(__name__)
 
-__all__ = ["fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
+__all__ = ["decision_threshold", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
            "train", "vegetation_mask", "visual_similarity_loss"]
 
 NEIGHBOUR_OFFSETS = [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2)]
@@ -53,14 +53,17 @@ def _seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def vegetation_mask(patches: np.ndarray, bands: Sequence[str], *, threshold: float,
+def vegetation_mask(patches: np.ndarray, bands: Sequence[str], *, threshold: float, observed: np.ndarray | None = None,
                     min_vegetated_share: float = 0.1) -> np.ndarray:
     """(B, T, H, W) bool: entries whose NDVI exceeds `threshold`, on dates where at least
-    `min_vegetated_share` of the patch is vegetated. patches: (B, T, C, H, W) int16."""
+    `min_vegetated_share` of the patch is vegetated. patches: (B, T, C, H, W) int16; `observed`
+    (B, T, H, W) limits both to clear observations (gap-filled values are interpolations, not data)."""
     red = patches[:, :, band_index(bands, "B04", "red")].astype(np.float32)
     nir = patches[:, :, band_index(bands, "B08", "nir")].astype(np.float32)
     ndvi = (nir - red) / np.maximum(nir + red, 1)
     veg = ndvi > threshold
+    if observed is not None:
+        veg &= observed
     share = veg.mean(axis=(2, 3), keepdims=True)
     return veg & (share >= min_vegetated_share)
 
@@ -73,24 +76,35 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return F.mse_loss(pred[m], target[m])
 
 
-def visual_similarity_loss(prob: torch.Tensor, features: torch.Tensor, *, sigma: float) -> torch.Tensor:
-    """Affinity-weighted disagreement of neighbouring pixels' predictions.
+def visual_similarity_loss(prob: torch.Tensor, features: torch.Tensor, *, sigma: float, pairs: int = 0) -> torch.Tensor:
+    """Affinity-weighted disagreement of the predictions of pixel pairs: neighbours within 2 px,
+    and `pairs` random pairs drawn across the whole batch (other fields, other patches), so that a
+    pixel where the products disagree is pulled towards the labelled pixels that look like it.
 
     prob (B, K, H, W) class probabilities; features (B, F, H, W) standardised time series.
     """
     total = prob.new_zeros(())
     weight = prob.new_zeros(())
+
+    def add(f_a, f_b, p_a, p_b):
+        nonlocal total, weight
+        affinity = torch.exp(-((f_a - f_b) ** 2).mean(dim=1) / (2 * sigma**2)).detach()
+        agreement = (p_a * p_b).sum(dim=1)
+        total = total + (affinity * (1 - agreement)).sum()
+        weight = weight + affinity.sum()
+
     h, w = prob.shape[-2:]
     for dy, dx in NEIGHBOUR_OFFSETS:
         if dy >= h or abs(dx) >= w:
             continue
         y0, y1 = slice(0, h - dy), slice(dy, h)
         x0, x1 = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-        f_a, f_b = features[..., y0, x0], features[..., y1, x1]
-        affinity = torch.exp(-((f_a - f_b) ** 2).mean(dim=1) / (2 * sigma**2)).detach()
-        agreement = (prob[..., y0, x0] * prob[..., y1, x1]).sum(dim=1)
-        total = total + (affinity * (1 - agreement)).sum()
-        weight = weight + affinity.sum()
+        add(features[..., y0, x0], features[..., y1, x1], prob[..., y0, x0], prob[..., y1, x1])
+    if pairs:
+        flat_f = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+        flat_p = prob.permute(0, 2, 3, 1).reshape(-1, prob.shape[1])
+        a, b = torch.randint(0, flat_p.shape[0], (2, pairs), device=prob.device)
+        add(flat_f[a], flat_f[b], flat_p[a], flat_p[b])
     return total / weight.clamp_min(1e-6)
 
 
@@ -155,6 +169,33 @@ def _loader(dataset: PatchDataset, *, batch_size: int, draws: int, seed: int, wo
                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
+class _Optimiser:
+    """Adam with gradient clipping at 5, and the fp16 GradScaler when mixed precision needs it."""
+
+    def __init__(self, model: torch.nn.Module, lr: float, scaler):
+        self.model, self.scaler = model, scaler
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        if self.scaler is None:
+            self.opt.step()
+        else:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+
+
+def _dates(dataset: PatchDataset, settings: dict[str, Any], device: torch.device) -> torch.Tensor:
+    """(1, T) days from the season's start to each composite, as the model encodes them."""
+    return torch.from_numpy(season_days(dataset.times, settings["season_start"])).to(device)[None]
+
+
 def _inputs(batch: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tensor, doy: torch.Tensor,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardised reflectance (B, T, C, H, W) and the dates (B, T) of a batch, on `device`."""
@@ -174,10 +215,11 @@ def pretrain(*, stores: Sequence[PatchStore], settings: dict[str, Any], out_path
     bands = dataset.bands
     mean, std = band_statistics(dataset, seed=settings["seed"])
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
-    doy = torch.from_numpy(day_of_year(dataset.times).astype(np.float32)).to(device)[None]
+    doy = _dates(dataset, settings, device)
     config = ModelConfig(in_bands=len(bands), **settings["model"])
     model = SpatioTemporalNet(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
+    mixed_precision, scaler = autocast(device)
+    opt = _Optimiser(model, settings["learning_rate"], scaler)
     rows: list[dict[str, float]] = []
     start = time.time()
     steps = settings["steps"]
@@ -185,20 +227,19 @@ def pretrain(*, stores: Sequence[PatchStore], settings: dict[str, Any], out_path
                      seed=settings["seed"], workers=workers, device=device)
     progress = tqdm(loader, total=steps, desc="pretrain", unit="step")
     for step, batch in enumerate(progress, start=1):
-        veg = vegetation_mask(batch["reflectance"].numpy(), bands, threshold=settings["ndvi_threshold"])
+        # only clear observations are masked and scored: gap-filled values are straight lines
+        observed = batch["observed"].numpy() if settings["observed_only"] else None
+        veg = vegetation_mask(batch["reflectance"].numpy(), bands, threshold=settings["ndvi_threshold"], observed=observed)
         mask_np = veg & (rng.uniform(size=veg.shape) < settings["mask_ratio"])
         x, doys = _inputs(batch, mean_t, std_t, doy, device)
         mask = torch.from_numpy(mask_np).to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with mixed_precision:
             recon = model.reconstruct(x, doys, mask)
-            loss = masked_mse(recon.float(), x, mask)
-            # the reference a model must beat: predicting each band's mean (0 once standardised)
-            baseline = masked_mse(torch.zeros_like(x), x, mask)
+        loss = masked_mse(recon.float(), x, mask)
+        # the reference a model must beat: predicting each band's mean (0 once standardised)
+        baseline = masked_mse(torch.zeros_like(x), x, mask)
         _check_finite(loss, step, "pretrain", None)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        opt.step(loss)
         rows.append({"step": step, "masked_mse": loss.item(), "mean_value_mse": baseline.item(),
                      "seconds": round(time.time() - start, 2)})
         progress.set_postfix(mse=f"{loss.item():.3f}", baseline=f"{baseline.item():.3f}")
@@ -252,7 +293,7 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
         mean, std = band_statistics(training, seed=settings["seed"])
         config = ModelConfig(in_bands=len(bands), **settings["model"])
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
-    doy = torch.from_numpy(day_of_year(dataset.times).astype(np.float32)).to(device)[None]
+    doy = _dates(dataset, settings, device)
     model = SpatioTemporalNet(config).to(device)
     if pretrained is not None:
         missing = model.load_state_dict(pretrained["state_dict"], strict=False)
@@ -263,7 +304,8 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
         probe_batches = _loader(training, batch_size=bs, draws=8 * bs, seed=settings["seed"] + 1, workers=workers,
                                 device=device)
         probe_loss = fit_head(model, probe_batches, mean=mean_t, std=std_t, doy=doy, device=device, rng=rng)
-    opt = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
+    mixed_precision, scaler = autocast(device)
+    opt = _Optimiser(model, settings["learning_rate"], scaler)
     counts = training.class_pixels()
     class_weight = torch.tensor(counts.sum() / (2 * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     if not len(validation):
@@ -281,7 +323,7 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
         model.train()
         x, doys = _inputs(batch, mean_t, std_t, doy, device)
         y = batch["labels"].to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with mixed_precision:
             logits = model(x, doys).float()
         prob = logits.softmax(dim=1)
         labelled = y != NODATA
@@ -291,16 +333,14 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
         sim = agg = torch.zeros((), device=device)
         if settings["similarity_weight"] > 0:
             feats = x.flatten(1, 2)  # (B, T*C, H, W)
-            sim = visual_similarity_loss(prob, feats, sigma=settings["similarity_sigma"])
+            sim = visual_similarity_loss(prob, feats, sigma=settings["similarity_sigma"],
+                                         pairs=settings["similarity_pairs"])
             loss = loss + settings["similarity_weight"] * sim
         if settings["aggregation_weight"] > 0:
             agg = spatial_aggregation_loss(prob)
             loss = loss + settings["aggregation_weight"] * agg
         _check_finite(loss, step, "train", f"best so far at step {best['step']}" if best["state"] else None)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        opt.step(loss)
         row = {"step": step, "loss": loss.item(), "cross_entropy": ce.item(), "similarity": sim.item(),
                "aggregation": agg.item(), "val_f1": "", "seconds": round(time.time() - start, 2)}
         if step % settings["eval_every"] == 0 or step == settings["steps"]:
@@ -316,14 +356,46 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
         if since_best >= settings["patience"]:
             log.info("early stop at step %d: no better validation F1 for %d evaluations", step, since_best)
             break
+    model.load_state_dict(best["state"])
+    threshold = decision_threshold(settings["calibration"], model=model, items=val_items, mean=mean_t, std=std_t,
+                                   doy=doy, device=device, crop_share=float(counts[1] / max(counts.sum(), 1)))
+    log.info("decision threshold %.3f (%s)", threshold, settings["calibration"])
     payload = {"kind": "classifier", "model_config": config.to_dict(), "state_dict": best["state"],
                "band_mean": torch.from_numpy(mean), "band_std": torch.from_numpy(std), "bands": list(bands),
-               "best_step": best["step"], "val_f1": best["f1"], "probe_loss": probe_loss,
+               "best_step": best["step"], "val_f1": best["f1"], "probe_loss": probe_loss, "threshold": threshold,
                "validation_unit": unit, "settings": _plain(settings)}
     save_checkpoint(out_path, payload)
     _write_curve(metrics_csv, rows, curves_png, "weakly supervised training")
     return {"best_step": best["step"], "val_f1": best["f1"], "steps_run": len(rows), "probe_loss": probe_loss,
-            "training_patches": len(training), "validation_patches": len(val_items), "validation_unit": unit}
+            "threshold": threshold, "training_patches": len(training), "validation_patches": len(val_items),
+            "validation_unit": unit}
+
+
+def decision_threshold(method: str, *, model: SpatioTemporalNet, items, mean, std, doy, device,
+                       crop_share: float) -> float:
+    """The crop probability above which a pixel is mapped as crop.
+
+    The cross-entropy weights the classes equally, which moves the model's 0.5 away from the area's
+    own balance of classes:
+    - `none`: 0.5;
+    - `prior`: undo the weighting with the labels' crop share (Bayes' rule: a probability p under
+      equal priors is p * s / (p * s + (1 - p) * (1 - s)) under the crop share s, which is 0.5 at
+      p = 1 - s);
+    - `threshold`: the threshold of best F1 on the held-out consensus pixels (the middle of the
+      range that reaches it: the easy pixels leave a plateau)."""
+    if method == "none":
+        return 0.5
+    if method == "prior":
+        return float(np.clip(1 - crop_share, 0.05, 0.95))
+    probability, labels = _validation_probabilities(model, items, mean, std, doy, device)
+    labelled = labels != NODATA
+    p, y = probability[labelled], labels[labelled] == 1
+    if not y.any() or y.all():
+        return 0.5
+    candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    f1 = np.array([2 * np.sum((p >= t) & y) / max(np.sum(p >= t) + np.sum(y), 1) for t in candidates])
+    best = candidates[f1 >= f1.max() - 1e-3]
+    return float(np.median(best))
 
 
 @torch.no_grad()
@@ -377,13 +449,20 @@ def _validation_items(dataset: PatchDataset, max_patches: int = 64) -> list[dict
 
 
 @torch.no_grad()
-def _validate(model, items, mean, std, doy, device, batch_size: int = 16) -> float:
+def _validation_probabilities(model, items, mean, std, doy, device, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Crop probability and consensus label of every pixel of the validation `items`."""
     model.eval()
-    preds, labels = [], []
+    probability, labels = [], []
     for i in range(0, len(items), batch_size):
         chunk = items[i:i + batch_size]
         batch = {"reflectance": torch.from_numpy(np.stack([c["reflectance"] for c in chunk]))}
         x, doys = _inputs(batch, mean, std, doy, device)
-        preds.append(model(x, doys).argmax(dim=1).cpu().numpy())
+        probability.append(model(x, doys).float().softmax(dim=1)[:, 1].cpu().numpy())
         labels.append(np.stack([c["labels"] for c in chunk]))
-    return _f1(np.concatenate(preds), np.concatenate(labels))
+    return np.concatenate(probability), np.concatenate(labels)
+
+
+def _validate(model, items, mean, std, doy, device) -> float:
+    """F1 of the crop class on the held-out consensus pixels (at probability 0.5)."""
+    probability, labels = _validation_probabilities(model, items, mean, std, doy, device)
+    return _f1((probability >= 0.5).astype(np.uint8), labels)
