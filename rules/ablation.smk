@@ -1,95 +1,112 @@
-# `snakemake ablation`: what each part of the method contributes. The full method is the main map;
-# the variants retrain without parts of it (their own folders), the random forest is the classical
-# baseline; one table compares them with the consensus and every product. The cubes, labels and
-# the main model are shared, not recomputed.
+# `snakemake ablation`: what each part of the method contributes, over several training seeds. Each
+# variant of cropmap.config.ABLATION_VARIANTS (the full method among them) is trained with every
+# seed of `ablation.seeds` in its own folder, from the main pretrained model unless it changes
+# pretraining; the random forest is the classical baseline. One table per area gives each variant's
+# mean and sd next to the consensus and every product. Cubes, labels and patches are shared.
 
 
 wildcard_constraints:
     variant="|".join(ABLATION_VARIANTS),
+    seed=r"\d+",
+
+
+def ablation_maps(wildcards):
+    """{name: map} of every variant and random-forest seed of the area."""
+    seeds = config["ablation"]["seeds"]
+    names = [*ABLATION_VARIANTS, "random_forest"]
+    return {f"{name}@{seed}": f"results/{wildcards.area}/ablation/{name}/seed{seed}/cropland.tif"
+            for name in names for seed in seeds}
+
+
+def ablation_models(wildcards):
+    return [f"results/{wildcards.area}/ablation/{name}/seed{seed}/model.pt"
+            for name in ABLATION_VARIANTS for seed in config["ablation"]["seeds"]]
+
+
+def ablation_pretrained(wildcards):
+    """The variant's own pretrained model when it changes pretraining, else the main one."""
+    own = wildcards.variant in OWN_PRETRAINING
+    return f"results/{wildcards.area}/{'ablation/' + wildcards.variant if own else 'model'}/pretrained.pt"
 
 
 rule ablation:
     input:
-        [f"results/{area}/ablation/metrics.md" for area in selected_areas(config) if config["areas"][area].get("reference")],
+        [f"results/{area}/ablation/metrics.md" for area in ablation_areas(config)],
 
 
-rule ablation_train:
+use rule pretrain as ablation_pretrain with:
+    wildcard_constraints:
+        variant="|".join(OWN_PRETRAINING),
+    output:
+        model="results/{area}/ablation/{variant}/pretrained.pt",
+        curve="results/{area}/ablation/{variant}/pretrain_loss.csv",
+        plot="results/{area}/ablation/{variant}/pretrain_loss.png",
+    params:
+        settings=lambda wildcards: settings_json(config, wildcards.area, f"pretrain:{wildcards.variant}"),
+    log:
+        "results/{area}/logs/ablation/{variant}/pretrain.log",
+    benchmark:
+        "results/{area}/benchmarks/ablation/{variant}/pretrain.tsv"
+
+
+use rule train as ablation_train with:
     input:
         patches=block_files("patches/train/{block}.nc"),
+        pretrained=ablation_pretrained,
     output:
-        model="results/{area}/ablation/{variant}/model.pt",
-        metrics="results/{area}/ablation/{variant}/train_metrics.csv",
-        plot="results/{area}/ablation/{variant}/train_curves.png",
+        model="results/{area}/ablation/{variant}/seed{seed}/model.pt",
+        metrics="results/{area}/ablation/{variant}/seed{seed}/train_metrics.csv",
+        plot="results/{area}/ablation/{variant}/seed{seed}/train_curves.png",
     params:
-        settings=lambda wildcards: settings_json(config, wildcards.area, f"train:{wildcards.variant}"),
-    threads: 2
-    resources:
-        mem_mb=6000,
-        gpu=config["train"]["gpus"],
+        settings=lambda wildcards: settings_json(
+            config, wildcards.area, f"train:{wildcards.variant}:{wildcards.seed}"
+        ),
     log:
-        "results/{area}/logs/ablation/{variant}/train.log",
+        "results/{area}/logs/ablation/{variant}/seed{seed}/train.log",
     benchmark:
-        "results/{area}/benchmarks/ablation/{variant}/train.tsv"
-    conda:
-        "../envs/torch.yaml"
-    shell:
-        "cropmap train --settings {params.settings:q} --patches {input.patches} --threads {threads} "
-        "--out {output.model} --metrics-csv {output.metrics} --curves-png {output.plot} > {log} 2>&1"
+        "results/{area}/benchmarks/ablation/{variant}/seed{seed}/train.tsv"
 
 
-rule ablation_predict:
+use rule predict as ablation_predict with:
     input:
         cubes=block_cubes,
-        model="results/{area}/ablation/{variant}/model.pt",
+        model="results/{area}/ablation/{variant}/seed{seed}/model.pt",
     output:
-        "results/{area}/ablation/{variant}/predict/{block}.tif",
-    params:
-        settings=step_settings("predict"),
-    threads: 2
-    resources:
-        mem_mb=3000,
+        "results/{area}/ablation/{variant}/seed{seed}/predict/{block}.tif",
     log:
-        "results/{area}/logs/ablation/{variant}/predict/{block}.log",
-    conda:
-        "../envs/torch.yaml"
-    shell:
-        "cropmap predict --settings {params.settings:q} --cubes {input.cubes} --model {input.model} "
-        "--block {wildcards.block} --out {output} > {log} 2>&1"
+        "results/{area}/logs/ablation/{variant}/seed{seed}/predict/{block}.log",
+    benchmark:
+        "results/{area}/benchmarks/ablation/{variant}/seed{seed}/predict/{block}.tsv"
 
 
-rule ablation_mosaic:
+use rule mosaic as ablation_mosaic with:
     wildcard_constraints:
         variant="|".join([*ABLATION_VARIANTS, "random_forest"]),
     input:
-        block_files("ablation/{variant}/predict/{block}.tif"),
+        block_files("ablation/{variant}/seed{seed}/predict/{block}.tif"),
     output:
-        map="results/{area}/ablation/{variant}/cropland.tif",
-        probability="results/{area}/ablation/{variant}/cropland_probability.tif",
-    params:
-        settings=step_settings("mosaic"),
+        map="results/{area}/ablation/{variant}/seed{seed}/cropland.tif",
+        probability="results/{area}/ablation/{variant}/seed{seed}/cropland_probability.tif",
     log:
-        "results/{area}/logs/ablation/{variant}/mosaic.log",
-    conda:
-        "../envs/geo.yaml"
-    shell:
-        "cropmap mosaic --settings {params.settings:q} --tiles {input} --map {output.map} "
-        "--probability {output.probability} > {log} 2>&1"
+        "results/{area}/logs/ablation/{variant}/seed{seed}/mosaic.log",
+    benchmark:
+        "results/{area}/benchmarks/ablation/{variant}/seed{seed}/mosaic.tsv"
 
 
 rule random_forest:
     input:
         patches=block_files("patches/train/{block}.nc"),
     output:
-        "results/{area}/ablation/random_forest/model.joblib",
+        "results/{area}/ablation/random_forest/seed{seed}/model.joblib",
     params:
-        settings=step_settings("random_forest"),
+        settings=lambda wildcards: settings_json(config, wildcards.area, f"random_forest:{wildcards.seed}"),
     threads: 2
     resources:
         mem_mb=4000,
     log:
-        "results/{area}/logs/ablation/random_forest.log",
+        "results/{area}/logs/ablation/random_forest/seed{seed}/fit.log",
     benchmark:
-        "results/{area}/benchmarks/ablation/random_forest.tsv"
+        "results/{area}/benchmarks/ablation/random_forest/seed{seed}/fit.tsv"
     conda:
         "../envs/geo.yaml"
     shell:
@@ -100,17 +117,17 @@ rule random_forest:
 rule random_forest_predict:
     input:
         cubes=block_cubes,
-        model="results/{area}/ablation/random_forest/model.joblib",
+        model="results/{area}/ablation/random_forest/seed{seed}/model.joblib",
     output:
-        "results/{area}/ablation/random_forest/predict/{block}.tif",
+        "results/{area}/ablation/random_forest/seed{seed}/predict/{block}.tif",
     params:
         settings=step_settings("random_forest_predict"),
     resources:
         mem_mb=3000,
     log:
-        "results/{area}/logs/ablation/random_forest/predict/{block}.log",
+        "results/{area}/logs/ablation/random_forest/seed{seed}/predict/{block}.log",
     benchmark:
-        "results/{area}/benchmarks/ablation/random_forest/predict/{block}.tsv"
+        "results/{area}/benchmarks/ablation/random_forest/seed{seed}/predict/{block}.tsv"
     conda:
         "../envs/geo.yaml"
     shell:
@@ -121,8 +138,8 @@ rule random_forest_predict:
 rule ablation_assess:
     input:
         map="results/{area}/cropland.tif",
-        variants=expand("results/{{area}}/ablation/{variant}/cropland.tif", variant=ABLATION_VARIANTS),
-        random_forest="results/{area}/ablation/random_forest/cropland.tif",
+        maps=lambda wildcards: list(ablation_maps(wildcards).values()),
+        models=ablation_models,
         labels=block_files("labels/{block}.tif"),
         reference=reference_source,
     output:
@@ -138,15 +155,14 @@ rule ablation_assess:
         confusion="results/{area}/ablation/confusion.png",
     params:
         settings=step_settings("assess"),
-        variants=lambda wildcards, input: " ".join(
-            f"--extra-map {name} {path}"
-            for name, path in [*zip(ABLATION_VARIANTS, input.variants), ("random_forest", input.random_forest)]
-        ),
+        maps=lambda wildcards: " ".join(f"--extra-map {name} {path}" for name, path in ablation_maps(wildcards).items()),
     log:
         "results/{area}/logs/ablation/assess.log",
+    benchmark:
+        "results/{area}/benchmarks/ablation/assess.tsv"
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap assess --settings {params.settings:q} --map {input.map} {params.variants} "
-        "--labels {input.labels} --out {output.metrics} --table {output.table} --csv {output.csv} "
-        "--per-tile {output.per_tile} --confusion-png {output.confusion} > {log} 2>&1"
+        "cropmap ablation-table --settings {params.settings:q} --map {input.map} {params.maps} "
+        "--models {input.models} --labels {input.labels} --out {output.metrics} --table {output.table} "
+        "--csv {output.csv} --per-tile {output.per_tile} --confusion-png {output.confusion} > {log} 2>&1"

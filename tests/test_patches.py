@@ -196,12 +196,14 @@ def test_training_needs_only_the_patch_stores(block_files, tmp_path):
     model = {"width": 8, "heads": 2, "temporal_layers": 1, "attention_pool": 4}
     pretrain(stores=[PatchStore.open(tmp_path / "pretrain.nc")],
              settings={"model": model, "steps": 2, "batch_size": 2, "patch_size": 16, "mask_ratio": 0.4,
-                       "ndvi_threshold": 0.2, "learning_rate": 1e-3, "seed": 0},
+                       "ndvi_threshold": 0.2, "learning_rate": 1e-3, "seed": 0, "observed_only": True,
+                       "season_start": "2023-03-01"},
              out_path=tmp_path / "p.pt", curve_csv=tmp_path / "p.csv", curve_png=tmp_path / "p.png", workers=1)
     result = train(stores=[PatchStore.open(tmp_path / "train.nc")],
                    settings={"model": model, "steps": 2, "batch_size": 2, "patch_size": 12, "learning_rate": 1e-3,
                              "seed": 0, "similarity_weight": 0.5, "similarity_sigma": 0.5, "aggregation_weight": 0.5,
-                             "validation_fraction": 0.5, "eval_every": 1, "patience": 5, "use_pretrained": True},
+                             "validation_fraction": 0.5, "eval_every": 1, "patience": 5, "use_pretrained": True,
+                             "similarity_pairs": 64, "calibration": "threshold", "season_start": "2023-03-01"},
                    pretrained=None, out_path=tmp_path / "m.pt", metrics_csv=tmp_path / "m.csv",
                    curves_png=tmp_path / "m.png", workers=1)
     assert (tmp_path / "p.pt").stat().st_size and (tmp_path / "m.pt").stat().st_size

@@ -11,10 +11,11 @@ SETTINGS = {
     "model": {"width": 8, "heads": 2, "temporal_layers": 1, "attention_pool": 4},
     "steps": 4, "batch_size": 2, "patch_size": 16, "learning_rate": 1e-3, "seed": 0,
     "similarity_weight": 0.5, "similarity_sigma": 0.5, "aggregation_weight": 0.5,
-    "validation_fraction": 0.25, "eval_every": 2, "patience": 3, "use_pretrained": True,
+    "validation_fraction": 0.25, "eval_every": 2, "patience": 3, "use_pretrained": True, "similarity_pairs": 256,
+    "calibration": "threshold", "season_start": "2023-03-01",
 }
 PRETRAIN = {"model": SETTINGS["model"], "steps": 150, "batch_size": 2, "patch_size": 16, "mask_ratio": 0.4,
-            "ndvi_threshold": 0.2, "learning_rate": 3e-3, "seed": 0}
+            "ndvi_threshold": 0.2, "learning_rate": 3e-3, "seed": 0, "observed_only": True, "season_start": "2023-03-01"}
 
 
 def synthetic_store(path, *, kind="train", labels_value=None, seed=0) -> PatchStore:

@@ -23,7 +23,7 @@ from cropmap.conventions import NODATA
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid, Tile
 
-__all__ = ["Reference", "assess", "assess_area", "binary_metrics", "confusion", "metrics_from_confusion", "metrics_table",
+__all__ = ["Reference", "ablation_table", "assess", "assess_area", "summarise_seeds", "summary_table", "binary_metrics", "confusion", "metrics_from_confusion", "metrics_table",
            "reference_from_settings", "reference_on_grid", "stratified_estimate"]
 
 
@@ -291,28 +291,113 @@ def assess(*, settings: Mapping[str, Any], map_path: str, extra_maps: Mapping[st
            out_json, out_table, out_csv, out_per_tile, out_confusion_png) -> str:
     """The `assess` step: metrics of the map, `extra_maps`, the consensus and every product against
     the area's reference, as JSON, Markdown, CSV, per-tile CSV and confusion plot; returns the table."""
-    from cropmap.grid import tiles_for_area
-    from cropmap.io import atomic_path, write_json
     from cropmap.report import confusion_plot
+
+    metrics, per_tile = _assess_settings(settings, maps={"map": map_path, **extra_maps}, label_paths=label_paths)
+    table = metrics_table(metrics, decimals=settings["table_decimals"])
+    _write_outputs(settings, metrics=metrics, per_tile=per_tile, out_json=out_json, out_per_tile=out_per_tile,
+                   tables={out_table: "# Accuracy against the reference\n\n" + table,
+                           out_csv: metrics_table(metrics, decimals=settings["table_decimals"], csv=True)})
+    confusion_plot(metrics, out_confusion_png)
+    return table
+
+
+def _assess_settings(settings: Mapping[str, Any], *, maps: Mapping[str, str], label_paths: Sequence[str]):
+    """`assess_area` of the `assess` step's settings: (metrics, per-tile metrics of the first map)."""
+    from cropmap.grid import tiles_for_area
 
     ref = settings["reference"]
     if not ref:
         raise DataError("assess: the area has no reference data (areas.<area>.reference)")
     tiles = tiles_for_area(settings["grid"])
     reference = reference_from_settings(ref, tiles[0].crs)
-    metrics, per_tile = assess_area(tiles=tiles, reference=reference, maps={"map": map_path, **extra_maps},
-                                    label_paths=label_paths, products=settings["products"])
+    metrics, per_tile = assess_area(tiles=tiles, reference=reference, maps=maps, label_paths=label_paths,
+                                    products=settings["products"])
     reference.check(AreaGrid(tuple(tiles)).bounds)
-    write_json(out_json, {"reference": ref["path"], "positive_class": settings["positive_label"], "sources": metrics})
-    table = metrics_table(metrics, decimals=settings["table_decimals"])
-    with atomic_path(out_table) as tmp:
-        tmp.write_text("# Accuracy against the reference\n\n" + table)
-    with atomic_path(out_csv) as tmp:
-        tmp.write_text(metrics_table(metrics, decimals=settings["table_decimals"], csv=True))
+    return metrics, per_tile
+
+
+def _write_outputs(settings, *, metrics, per_tile, out_json, out_per_tile, tables: Mapping[Any, str],
+                   extra: Mapping[str, Any] | None = None) -> None:
+    from cropmap.io import atomic_path, write_json
+
+    write_json(out_json, {"reference": settings["reference"]["path"], "positive_class": settings["positive_label"],
+                          "sources": metrics, **(extra or {})})
     with atomic_path(out_per_tile) as tmp:
         tmp.write_text("tile,f1,oa,pixels\n" + "".join(
             f"{tile},{m['f1']:.4f},{m['oa']:.4f},{m['pixels']}\n" for tile, m in per_tile.items()))
-    confusion_plot(metrics, out_confusion_png)
+    for path, text in tables.items():
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+
+
+SUMMARY_COLUMNS = {"f1": "F1", "f1_disagree": "F1 where products disagree", "f1_agree": "F1 where they agree",
+                   "precision": "precision", "recall": "recall", "selection_f1": "selection F1 (held-out consensus)"}
+
+
+def summarise_seeds(metrics: Mapping[str, Mapping[str, Any]], selection: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """Rows of the ablation table: sources named `<variant>@<seed>` grouped by variant with the mean
+    and sd of each column over seeds (`selection`: each model's F1 on held-out consensus pixels, the
+    number its checkpoint was chosen by); other sources (the consensus, products) as they are."""
+    groups: dict[str, list[str]] = {}
+    for name in metrics:
+        groups.setdefault(name.split("@")[0], []).append(name)
+    rows = {}
+    for group, names in groups.items():
+        row: dict[str, Any] = {"seeds": len(names) if "@" in names[0] else None}
+        for column in SUMMARY_COLUMNS:
+            values = [selection.get(n) if column == "selection_f1" else metrics[n].get(column) for n in names]
+            values = [v for v in values if v is not None]
+            row[column] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                           "values": values} if values else None
+        rows[group] = row
+    return rows
+
+
+def summary_table(rows: Mapping[str, Mapping[str, Any]], *, decimals: int = 3, csv: bool = False) -> str:
+    """The ablation rows as Markdown (mean ± sd over seeds) or CSV (mean and sd columns)."""
+    def cell(v):
+        if v is None:
+            return ""
+        if csv:
+            return f"{v['mean']:.{decimals}f},{v['sd']:.{decimals}f}"
+        return f"{v['mean']:.{decimals}f}" + (f" ± {v['sd']:.{decimals}f}" if len(v["values"]) > 1 else "")
+
+    if csv:
+        header = "source,seeds," + ",".join(f"{c},{c}_sd" for c in SUMMARY_COLUMNS)
+        return "\n".join([header, *(f"{name},{row['seeds'] or ''}," + ",".join(
+            cell(row[c]) if row[c] else "," for c in SUMMARY_COLUMNS) for name, row in rows.items())]) + "\n"
+    lines = ["| source | seeds | " + " | ".join(SUMMARY_COLUMNS.values()) + " |", "|---" * (len(SUMMARY_COLUMNS) + 2) + "|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['seeds'] or ''} | " + " | ".join(cell(row[c]) for c in SUMMARY_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation_table(*, settings: Mapping[str, Any], map_path: str, maps: Mapping[str, str], model_paths: Sequence[str],
+                   label_paths: Sequence[str], out_json, out_table, out_csv, out_per_tile, out_confusion_png) -> str:
+    """The ablation's assessment: every `<variant>@<seed>` map, the main map, the consensus and the
+    products, summarised over seeds (`summarise_seeds`); returns the Markdown table."""
+    from pathlib import PurePath
+
+    from cropmap.report import confusion_plot
+    from cropmap.training import load_checkpoint
+
+    selection = {}
+    for path in model_paths:  # .../ablation/<variant>/seed<seed>/model.pt
+        variant, seed = PurePath(path).parts[-3:-1]
+        selection[f"{variant}@{seed.removeprefix('seed')}"] = load_checkpoint(path).get("val_f1")
+    metrics, per_tile = _assess_settings(settings, maps={"map": map_path, **maps}, label_paths=label_paths)
+    rows = summarise_seeds(metrics, selection)
+    decimals = settings["table_decimals"]
+    table = summary_table(rows, decimals=decimals)
+    _write_outputs(settings, metrics=metrics, per_tile=per_tile, out_json=out_json, out_per_tile=out_per_tile,
+                   extra={"summary": rows},
+                   tables={out_table: "# Ablation: mean ± sd over training seeds\n\n" + table,
+                           out_csv: summary_table(rows, decimals=decimals, csv=True)})
+    # the confusion matrices of the main map, the first seed of the full method and of the forest, and the products
+    first_seeds = [min((n for n in metrics if n.startswith(f"{v}@")), default=None) for v in ("full", "random_forest")]
+    shown = [n for n in metrics if "@" not in n or n in first_seeds]
+    confusion_plot({n: metrics[n] for n in shown}, out_confusion_png)
     return table
 
 

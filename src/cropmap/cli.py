@@ -173,6 +173,15 @@ def cmd_assess(args) -> None:
     print(table)
 
 
+def cmd_ablation_table(args) -> None:
+    from cropmap.assessment import ablation_table
+
+    table = ablation_table(settings=_settings(args.settings), map_path=args.map, maps=dict(args.extra_map or []),
+                           model_paths=args.models, label_paths=args.labels, out_json=args.out, out_table=args.table,
+                           out_csv=args.csv, out_per_tile=args.per_tile, out_confusion_png=args.confusion_png)
+    print(table)
+
+
 def cmd_random_forest(args) -> None:
     from cropmap.baseline import fit_random_forest, save_forest
 
@@ -333,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--per-tile", required=True)
     p.add_argument("--confusion-png", required=True)
+    p = add("ablation-table", cmd_ablation_table, "the ablation's maps assessed, and summarised over seeds")
+    p.add_argument("--map", required=True, help="the main map")
+    p.add_argument("--extra-map", nargs=2, action="append", metavar=("VARIANT@SEED", "PATH"))
+    p.add_argument("--models", nargs="+", required=True, help="the variants' checkpoints (.../<variant>/seed<n>/model.pt)")
+    p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
+    for name in ("--out", "--table", "--csv", "--per-tile", "--confusion-png"):
+        p.add_argument(name, required=True)
     p = add("random-forest", cmd_random_forest, "baseline: fit a random forest on monthly medians of the training patches")
     p.add_argument("--patches", nargs="+", required=True, help="the blocks' training patch stores")
     p.add_argument("--threads", type=int, default=1)

@@ -18,7 +18,8 @@ import yaml
 
 from cropmap.errors import ConfigError
 
-__all__ = ["load_schema", "validate_config", "load_config", "selected_areas", "step_settings", "settings_json"]
+__all__ = ["ABLATION_VARIANTS", "OWN_PRETRAINING", "ablation_areas", "load_schema", "load_config", "selected_areas",
+           "settings_json", "step_settings", "validate_config"]
 
 
 def load_schema() -> dict[str, Any]:
@@ -119,7 +120,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if config[step]["patch_size"] > config["patches"]["size"]:
             raise ConfigError(f"{step}.patch_size: {config[step]['patch_size']} is larger than the stored patches "
                               f"(patches.size = {config['patches']['size']})")
-    for name in selected_areas(config):
+    for name in [*selected_areas(config), *config["ablation"].get("areas", [])]:
         if name not in config["areas"]:
             raise ConfigError(f"area: no area named {name!r} (areas: {', '.join(config['areas'])})")
     for name, area in config["areas"].items():
@@ -243,18 +244,41 @@ def load_config(path: str) -> dict[str, Any]:
     return validate_config(config)
 
 
-# `snakemake ablation`: the full method (the main model) without its parts, as train overrides
-ABLATION_VARIANTS = {
-    "consensus_only": {"similarity_weight": 0.0, "aggregation_weight": 0.0, "use_pretrained": False},
-    "plus_similarity": {"aggregation_weight": 0.0, "use_pretrained": False},
-    "plus_aggregation": {"use_pretrained": False},
+# `snakemake ablation`: the full method and the method without each of its parts or fixes, as
+# overrides of the model, pretrain and train settings (variants that change pretraining or the
+# model are pretrained again); each variant is trained with every seed of `ablation.seeds`
+ABLATION_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {},
+    "consensus_only": {"train": {"similarity_weight": 0.0, "aggregation_weight": 0.0, "use_pretrained": False}},
+    "plus_similarity": {"train": {"aggregation_weight": 0.0, "use_pretrained": False}},
+    "plus_aggregation": {"train": {"use_pretrained": False}},
+    "local_similarity": {"train": {"similarity_pairs": 0}},
+    "threshold_half": {"train": {"calibration": "none"}},
+    "prior_calibration": {"train": {"calibration": "prior"}},
+    "gap_filled_targets": {"pretrain": {"observed_only": False}},
+    "day_of_year_dates": {"model": {"date_encoding": "day_of_year"}},
+    "attention_not_pretrained": {"model": {"attention_in_reconstruction": False}},
 }
+OWN_PRETRAINING = [name for name, parts in ABLATION_VARIANTS.items() if {"model", "pretrain"} & set(parts)]
+
+
+def ablation_areas(config: dict[str, Any]) -> list[str]:
+    """Areas of `snakemake ablation`: `ablation.areas`, else the run's areas; those with a reference."""
+    names = config["ablation"].get("areas") or selected_areas(config)
+    return [name for name in names if config["areas"][name].get("reference")]
 
 
 def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any]:
-    """The settings one step depends on, and nothing else (`train:<variant>` for an ablation)."""
-    if step.startswith("train:"):
-        return {**step_settings(config, area, "train"), **ABLATION_VARIANTS[step.split(":", 1)[1]]}
+    """The settings one step depends on, and nothing else; an ablation's steps are
+    `pretrain:<variant>`, `train:<variant>:<seed>` and `random_forest:<seed>`."""
+    if ":" in step:
+        step, variant, *seed = step.split(":")
+        if step == "random_forest":
+            return {**step_settings(config, area, "random_forest"), "seed": int(variant)}
+        parts = ABLATION_VARIANTS[variant]
+        settings = step_settings(config, area, step)
+        settings = {**settings, **parts.get(step, {}), "model": {**settings["model"], **parts.get("model", {})}}
+        return {**settings, "seed": int(seed[0])} if seed else settings
     a = config["areas"][area]
     grid = {k: a[k] for k in ("aoi", "crs", "resolution", "tile_size")}
     if step == "demo":
@@ -263,7 +287,8 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
     if step == "search":
         return {"grid": grid, "season": a["season"], "stac": a["stac"]}
     if step == "sits":
-        return {"grid": grid, "season": a["season"], "sign": a["stac"]["sign"], **config["sits"]}
+        return {"grid": grid, "season": a["season"], "sign": a["stac"]["sign"], **config["sits"],
+                **({"interval_days": a["interval_days"]} if "interval_days" in a else {})}
     if step == "labels":
         return {"grid": grid, "block_tiles": a["block_tiles"], "products": a["glc"], "consensus": config["consensus"]}
     if step == "pretrain_patches":

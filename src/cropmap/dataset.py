@@ -9,7 +9,7 @@ import torch
 
 from cropmap.conventions import REFLECTANCE_FILL, REFLECTANCE_SCALE
 
-__all__ = ["band_index", "band_statistics", "normalise", "season_days", "standardise"]
+__all__ = ["band_index", "band_statistics", "date_positions", "normalise", "season_days", "standardise"]
 
 
 def season_days(times: np.ndarray, season_start: str) -> np.ndarray:
@@ -17,6 +17,15 @@ def season_days(times: np.ndarray, season_start: str) -> np.ndarray:
     unlike the day of the year, so a season from October to June keeps its dates in order."""
     days = np.asarray(times, dtype="datetime64[D]") - np.datetime64(season_start, "D")
     return days.astype(np.float32)
+
+
+def date_positions(times: np.ndarray, *, season_start: str, encoding: str = "season") -> np.ndarray:
+    """What the model reads as each composite's date (float32 days): `season_days`, or the day of
+    the year (`encoding="day_of_year"`, which breaks the order of a season across New Year)."""
+    if encoding == "day_of_year":
+        times = np.asarray(times, dtype="datetime64[D]")
+        return ((times - times.astype("datetime64[Y]")).astype(int) + 1).astype(np.float32)
+    return season_days(times, season_start)
 
 
 def band_statistics(dataset, *, patches: int = 64, sample: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,10 @@ class ModelConfig:
     temporal_layers: int = 1
     attention_pool: int = 4
     n_classes: int = 2
+    # "season": days since the season started; "day_of_year" restarts on 1 January (kept for the ablation)
+    date_encoding: str = "season"
+    # pretraining reconstructs from the temporal features plus the attention's spatial context
+    attention_in_reconstruction: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,8 +104,9 @@ class SpatioTemporalNet(nn.Module):
         The spatial context of the attention block is added to every date's temporal features, so
         that pretraining trains the query, key and gamma the classifier reads as well."""
         tfeat, s = self.encode(x, doy, mask)
-        context = self._spatial_context(tfeat, s)
-        return self.reconstruction_head(tfeat + context[:, :, :, None, :]).permute(0, 3, 4, 1, 2)
+        if self.config.attention_in_reconstruction:
+            tfeat = tfeat + self._spatial_context(tfeat, s)[:, :, :, None, :]
+        return self.reconstruction_head(tfeat).permute(0, 3, 4, 1, 2)
 
     def forward(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes, H, W)."""

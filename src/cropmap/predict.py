@@ -106,7 +106,7 @@ def mosaic(block_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, r
 def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: dict[str, Any],
                      settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Crop probability (H, W) of one tile cube, its halo cut off, and the mask of observed pixels."""
-    from cropmap.dataset import season_days
+    from cropmap.dataset import date_positions
 
     mean, std = checkpoint["band_mean"].numpy(), checkpoint["band_std"].numpy()
     bands = [str(b) for b in cube["band"].values]
@@ -115,7 +115,8 @@ def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: 
                         f"{checkpoint['bands']}")
     x = normalise(cube["reflectance"].values, mean, std)
     device = next(model.parameters()).device
-    prob = predict_probability(model, x, season_days(cube["time"].values, settings["season_start"]), window=settings["window"],
+    dates = date_positions(cube["time"].values, season_start=settings["season_start"], encoding=model.config.date_encoding)
+    prob = predict_probability(model, x, dates, window=settings["window"],
                                overlap=settings["overlap"], batch_size=settings["batch_size"], device=device)
     halo = int(cube.attrs.get("halo_px", 0))
     if halo:

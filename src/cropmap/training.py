@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cropmap.conventions import NODATA
-from cropmap.dataset import band_index, band_statistics, season_days, standardise
+from cropmap.dataset import band_index, band_statistics, date_positions, standardise
 from cropmap.errors import TrainingError
 from cropmap.io import atomic_path
 from cropmap.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
@@ -191,9 +191,10 @@ class _Optimiser:
             self.scaler.update()
 
 
-def _dates(dataset: PatchDataset, settings: dict[str, Any], device: torch.device) -> torch.Tensor:
-    """(1, T) days from the season's start to each composite, as the model encodes them."""
-    return torch.from_numpy(season_days(dataset.times, settings["season_start"])).to(device)[None]
+def _dates(dataset: PatchDataset, settings: dict[str, Any], config: ModelConfig, device: torch.device) -> torch.Tensor:
+    """(1, T) the composites' dates as the model reads them (days since the season started)."""
+    positions = date_positions(dataset.times, season_start=settings["season_start"], encoding=config.date_encoding)
+    return torch.from_numpy(positions).to(device)[None]
 
 
 def _inputs(batch: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tensor, doy: torch.Tensor,
@@ -215,8 +216,8 @@ def pretrain(*, stores: Sequence[PatchStore], settings: dict[str, Any], out_path
     bands = dataset.bands
     mean, std = band_statistics(dataset, seed=settings["seed"])
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
-    doy = _dates(dataset, settings, device)
     config = ModelConfig(in_bands=len(bands), **settings["model"])
+    doy = _dates(dataset, settings, config, device)
     model = SpatioTemporalNet(config).to(device)
     mixed_precision, scaler = autocast(device)
     opt = _Optimiser(model, settings["learning_rate"], scaler)
@@ -293,7 +294,7 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
         mean, std = band_statistics(training, seed=settings["seed"])
         config = ModelConfig(in_bands=len(bands), **settings["model"])
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
-    doy = _dates(dataset, settings, device)
+    doy = _dates(dataset, settings, config, device)
     model = SpatioTemporalNet(config).to(device)
     if pretrained is not None:
         missing = model.load_state_dict(pretrained["state_dict"], strict=False)
