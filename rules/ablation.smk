@@ -10,25 +10,6 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def ablation_maps(wildcards):
-    """{name: map} of every variant and random-forest seed of the area."""
-    seeds = config["ablation"]["seeds"]
-    names = [*ABLATION_VARIANTS, "random_forest"]
-    return {f"{name}@{seed}": f"results/{wildcards.area}/ablation/{name}/seed{seed}/cropland.tif"
-            for name in names for seed in seeds}
-
-
-def ablation_models(wildcards):
-    return [f"results/{wildcards.area}/ablation/{name}/seed{seed}/model.pt"
-            for name in ABLATION_VARIANTS for seed in config["ablation"]["seeds"]]
-
-
-def ablation_pretrained(wildcards):
-    """The variant's own pretrained model when it changes pretraining, else the main one."""
-    own = wildcards.variant in OWN_PRETRAINING
-    return f"results/{wildcards.area}/{'ablation/' + wildcards.variant if own else 'model'}/pretrained.pt"
-
-
 rule ablation:
     input:
         [f"results/{area}/ablation/metrics.md" for area in ablation_areas(config)],

@@ -2,7 +2,7 @@
 import functools
 import sys
 
-from cropmap.config import ABLATION_VARIANTS, selected_areas, settings_json, validate_config
+from cropmap.config import ABLATION_VARIANTS, OWN_PRETRAINING, ablation_areas, ablation_variants, selected_areas, settings_json, validate_config
 from cropmap.errors import ConfigError
 from cropmap.grid import blocks_for_area
 
@@ -108,3 +108,24 @@ def labelled_sample(wildcards):
     if path:
         return local_path(path)
     return reference_source(wildcards)
+
+
+# `snakemake ablation` (rules/ablation.smk)
+def ablation_maps(wildcards):
+    """{name: map} of every variant and random-forest seed of the area."""
+    seeds = config["ablation"]["seeds"]
+    names = [*ablation_variants(config), "random_forest"]
+    return {f"{name}@{seed}": f"results/{wildcards.area}/ablation/{name}/seed{seed}/cropland.tif"
+            for name in names for seed in seeds}
+
+
+def ablation_models(wildcards):
+    return [f"results/{wildcards.area}/ablation/{name}/seed{seed}/model.pt"
+            for name in ablation_variants(config) for seed in config["ablation"]["seeds"]]
+
+
+def ablation_pretrained(wildcards):
+    """The variant's own pretrained model when it changes pretraining, else the main one."""
+    if wildcards.variant in OWN_PRETRAINING:
+        return f"results/{wildcards.area}/ablation/{wildcards.variant}/pretrained.pt"
+    return f"results/{wildcards.area}/model/pretrained.pt"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 import yaml
@@ -209,21 +210,34 @@ def test_report_is_self_contained_and_shows_the_images(workflow):
 
 
 def test_ablation_reuses_the_chain_and_tables_every_variant(workflow):
-    plan = planned_jobs((r := snakemake(workflow, "-n", "ablation")).stdout + r.stderr)
-    assert plan == {"ablation_train": 3, "ablation_predict": 3, "ablation_mosaic": 4, "random_forest": 1,
-                    "random_forest_predict": 1, "ablation_assess": 1, "ablation": 1}, plan
-    run = snakemake(workflow, "ablation")
+    """Three variants (one pretrained again) and the forest, two seeds each; one table of means."""
+    config = yaml.safe_load((workflow / "config.yaml").read_text())
+    config["ablation"] = {"variants": ["full", "consensus_only", "gap_filled_targets"], "seeds": [0, 1]}
+    (workflow / "ablation.yaml").write_text(yaml.safe_dump(config))
+    use = ("--configfile", "ablation.yaml")
+    plan = planned_jobs((r := snakemake(workflow, "-n", "ablation", *use)).stdout + r.stderr)
+    assert plan == {"ablation_pretrain": 1, "ablation_train": 6, "ablation_predict": 6, "ablation_mosaic": 8,
+                    "random_forest": 2, "random_forest_predict": 2, "ablation_assess": 1, "ablation": 1}, plan
+    run = snakemake(workflow, "ablation", *use)
     assert run.returncode == 0, run.stderr[-3000:]
-    metrics = json.loads((workflow / "results/demo/ablation/metrics.json").read_text())["sources"]
-    assert list(metrics)[:6] == ["map", "consensus_only", "plus_similarity", "plus_aggregation", "random_forest",
-                                 "consensus"]
-    assert set(list(metrics)[6:]) == {"worldcover", "esri", "glad"}
-    for name in ("consensus_only", "plus_similarity", "plus_aggregation", "random_forest"):
-        assert metrics[name]["coverage"] > 0.9 and 0 <= metrics[name]["f1"] <= 1
+    result = json.loads((workflow / "results/demo/ablation/metrics.json").read_text())
+    metrics, summary = result["sources"], result["summary"]
+    assert list(summary)[:5] == ["map", "full", "consensus_only", "gap_filled_targets", "random_forest"]
+    assert {"consensus", "worldcover", "esri", "glad"} <= set(summary)
+    for name in ("full", "consensus_only", "gap_filled_targets", "random_forest"):
+        assert summary[name]["seeds"] == 2
+        f1s = [metrics[f"{name}@{seed}"]["f1"] for seed in (0, 1)]
+        assert summary[name]["f1"]["mean"] == pytest.approx(np.mean(f1s))
+        assert summary[name]["f1"]["sd"] == pytest.approx(np.std(f1s, ddof=1))
+        assert metrics[f"{name}@0"]["coverage"] > 0.9
+    assert summary["full"]["selection_f1"]["mean"] > 0  # the held-out consensus F1 the checkpoint was chosen by
     assert metrics["map"] == json.loads((workflow / "results/demo/assessment/metrics.json").read_text())["sources"]["map"]
-    checkpoint = load_checkpoint(workflow / "results/demo/ablation/consensus_only/model.pt")
-    assert checkpoint["settings"]["similarity_weight"] == 0 and checkpoint["settings"]["aggregation_weight"] == 0
+    checkpoint = load_checkpoint(workflow / "results/demo/ablation/consensus_only/seed1/model.pt")
+    assert checkpoint["settings"]["similarity_weight"] == 0 and checkpoint["settings"]["seed"] == 1
     assert checkpoint["settings"]["use_pretrained"] is False
+    own = load_checkpoint(workflow / "results/demo/ablation/gap_filled_targets/pretrained.pt")
+    assert own["settings"]["observed_only"] is False
+    assert "± " in (workflow / "results/demo/ablation/metrics.md").read_text()
 
 
 def _kill_during(workflow: Path, command: str, *args: str, nth: int = 1) -> None:

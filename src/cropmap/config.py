@@ -18,7 +18,7 @@ import yaml
 
 from cropmap.errors import ConfigError
 
-__all__ = ["ABLATION_VARIANTS", "OWN_PRETRAINING", "ablation_areas", "load_schema", "load_config", "selected_areas",
+__all__ = ["ABLATION_VARIANTS", "OWN_PRETRAINING", "ablation_areas", "ablation_variants", "load_schema", "load_config", "selected_areas",
            "settings_json", "step_settings", "validate_config"]
 
 
@@ -120,6 +120,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if config[step]["patch_size"] > config["patches"]["size"]:
             raise ConfigError(f"{step}.patch_size: {config[step]['patch_size']} is larger than the stored patches "
                               f"(patches.size = {config['patches']['size']})")
+    for name in config["ablation"].get("variants", []):
+        if name not in ABLATION_VARIANTS:
+            raise ConfigError(f"ablation.variants: no variant named {name!r} (variants: {', '.join(ABLATION_VARIANTS)})")
     for name in [*selected_areas(config), *config["ablation"].get("areas", [])]:
         if name not in config["areas"]:
             raise ConfigError(f"area: no area named {name!r} (areas: {', '.join(config['areas'])})")
@@ -260,6 +263,11 @@ ABLATION_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "attention_not_pretrained": {"model": {"attention_in_reconstruction": False}},
 }
 OWN_PRETRAINING = [name for name, parts in ABLATION_VARIANTS.items() if {"model", "pretrain"} & set(parts)]
+
+
+def ablation_variants(config: dict[str, Any]) -> list[str]:
+    """The variants `snakemake ablation` trains: `ablation.variants`, else all of them."""
+    return list(config["ablation"].get("variants") or ABLATION_VARIANTS)
 
 
 def ablation_areas(config: dict[str, Any]) -> list[str]:

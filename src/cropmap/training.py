@@ -42,7 +42,7 @@ from cropmap.patches import BudgetSampler, PatchDataset, PatchStore, split_valid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["decision_threshold", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
+__all__ = ["best_f1_threshold", "decision_threshold", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
            "train", "vegetation_mask", "visual_similarity_loss"]
 
 NEIGHBOUR_OFFSETS = [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2)]
@@ -388,15 +388,19 @@ def decision_threshold(method: str, *, model: SpatioTemporalNet, items, mean, st
         return 0.5
     if method == "prior":
         return float(np.clip(1 - crop_share, 0.05, 0.95))
-    probability, labels = _validation_probabilities(model, items, mean, std, doy, device)
+    return best_f1_threshold(*_validation_probabilities(model, items, mean, std, doy, device))
+
+
+def best_f1_threshold(probability: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold (0.05 ... 0.95) of best crop F1 on the labelled pixels (1 / 0; 255 ignored):
+    the middle of the thresholds within 0.001 of the best, since easy pixels leave a plateau."""
     labelled = labels != NODATA
     p, y = probability[labelled], labels[labelled] == 1
     if not y.any() or y.all():
         return 0.5
     candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
     f1 = np.array([2 * np.sum((p >= t) & y) / max(np.sum(p >= t) + np.sum(y), 1) for t in candidates])
-    best = candidates[f1 >= f1.max() - 1e-3]
-    return float(np.median(best))
+    return float(np.median(candidates[f1 >= f1.max() - 1e-3]))
 
 
 @torch.no_grad()
