@@ -111,3 +111,10 @@ def test_systematic_product_errors(tmp_path):
     assert np.mean(crop(systematic["esri"], "esri-lulc")[grass] == 1) > np.mean(crop(random["esri"], "esri-lulc")[grass] == 1) + 0.3
     with rasterio.open(random["glad"]) as a, rasterio.open(systematic["glad"]) as b:
         assert b.transform.c - a.transform.c == pytest.approx(60.0)
+
+
+def test_a_dynamic_world_fill_is_no_vote():
+    from cropmap.glc import legend_for, recode
+
+    values = np.array([[4, 0, 2, 255]], np.uint8)  # crops, water, grass, fill
+    np.testing.assert_array_equal(recode(values, legend_for({"type": "dynamic-world"})), [[1, 0, 0, 255]])

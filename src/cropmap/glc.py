@@ -42,27 +42,42 @@ def _r(a: int, b: int) -> tuple[int, ...]:
     return tuple(range(a, b + 1))
 
 
-# Legends of the products users combine most; a config entry may give its own instead.
+# Legends of the products users combine most, as their documentation gives them; a config entry
+# may give its own instead (`crop_classes`, `noncrop_classes`, `ignore_classes`, `nodata`).
 PRODUCTS: dict[str, Legend] = {
-    # ESA WorldCover 2020 v100 / 2021 v200: 40 = cropland, 0 = no data
+    # ESA WorldCover 10 m 2020 v100 / 2021 v200 (Product User Manual, https://esa-worldcover.org/en/data-access):
+    # 10 tree cover, 20 shrubland, 30 grassland, 40 cropland, 50 built-up, 60 bare / sparse vegetation,
+    # 70 snow and ice, 80 permanent water, 90 herbaceous wetland, 95 mangroves, 100 moss and lichen; 0 no data
     "esa-worldcover": Legend(crop_classes=(40,), nodata=0),
-    "esa-worldcover-2020": Legend(crop_classes=(40,), nodata=0),  # v100
-    "esa-worldcover-2021": Legend(crop_classes=(40,), nodata=0),  # v200
-    # Esri 10 m annual LULC (io-lulc-annual-v02): 5 = crops, 10 = clouds, 0 = no data
+    "esa-worldcover-2020": Legend(crop_classes=(40,), nodata=0),
+    "esa-worldcover-2021": Legend(crop_classes=(40,), nodata=0),
+    # Esri 10 m Annual Land Use Land Cover (Impact Observatory, io-lulc-annual-v02 on the Planetary
+    # Computer, https://planetarycomputer.microsoft.com/dataset/io-lulc-annual-v02): 1 water, 2 trees,
+    # 4 flooded vegetation, 5 crops, 7 built area, 8 bare ground, 9 snow / ice, 10 clouds, 11 rangeland; 0 no data
     "esri-lulc": Legend(crop_classes=(5,), ignore_classes=(10,), nodata=0),
-    # Dynamic World label band: 4 = crops
-    "dynamic-world": Legend(crop_classes=(4,), nodata=None),
-    # USDA CDL class codes: field crops, fruit, vegetables, double crops; 61 fallow/idle counts as crop
+    # Dynamic World V1 `label` band (https://developers.google.com/earth-engine/datasets/catalog/GOOGLE_DYNAMICWORLD_V1):
+    # 0 water, 1 trees, 2 grass, 3 flooded vegetation, 4 crops, 5 shrub and scrub, 6 built, 7 bare,
+    # 8 snow and ice. Earth Engine masks pixels without an observation; 0 is water, so an export's fill
+    # must be another value: 255, the uint8 fill cropmap expects (give `nodata:` in config otherwise)
+    "dynamic-world": Legend(crop_classes=(4,), nodata=255),
+    # USDA NASS Cropland Data Layer (https://www.nass.usda.gov/Research_and_Science/Cropland/metadata/):
+    # 1-61 field crops (61 fallow / idle cropland), 66-77 tree crops and orchards, 204-254 vegetables,
+    # fruit and double crops; 62-65 and 81-195 are pasture, forest, shrub, water, developed, wetland; 0 background
     "usda-cdl": Legend(crop_classes=_r(1, 61) + _r(66, 77) + _r(204, 254), nodata=0),
-    # USDA CDL cultivated layer: 2 = cultivated, 1 = not cultivated
+    # USDA NASS Cultivated Layer (https://www.nass.usda.gov/Research_and_Science/Cropland/Release/):
+    # 1 non-cultivated, 2 cultivated; 0 background
     "usda-cdl-cultivated": Legend(crop_classes=(2,), noncrop_classes=(1,), nodata=0),
-    # GLAD global cropland extent: 1 = cropland, 0 = not
+    # GLAD Global cropland extent (Potapov et al. 2022, Nature Food; https://glad.umd.edu/dataset/croplands):
+    # 1 cropland, 0 other land; 255 fill
     "glad-cropland": Legend(crop_classes=(1,), noncrop_classes=(0,), nodata=255),
-    # GLC_FCS30: 10 rainfed, 11 herbaceous, 12 tree/orchard, 20 irrigated cropland
+    # GLC_FCS30 (Zhang et al. 2021, ESSD 13, 2753): 10 rainfed cropland, 11 herbaceous cover cropland,
+    # 12 tree or shrub cover (orchard), 20 irrigated cropland; 250 filled value; 0 no data
     "glc-fcs30": Legend(crop_classes=(10, 11, 12, 20), nodata=0, ignore_classes=(250,)),
-    # CLCD (China land cover dataset): 1 = cropland
+    # CLCD, China Land Cover Dataset (Yang & Huang 2021, ESSD 13, 3907): 1 cropland, 2 forest, 3 shrub,
+    # 4 grassland, 5 water, 6 snow / ice, 7 barren, 8 impervious, 9 wetland; 0 no data
     "clcd": Legend(crop_classes=(1,), nodata=0),
-    # FROM-GLC10: 10 = cropland
+    # FROM-GLC10 (Gong et al. 2019, Science Bulletin 64, 370): 10 cropland, 20 forest, 30 grassland,
+    # 40 shrubland, 50 wetland, 60 water, 70 tundra, 80 impervious, 90 bare land, 100 snow / ice; 0 no data
     "from-glc10": Legend(crop_classes=(10,), nodata=0),
 }
 
