@@ -1,6 +1,6 @@
 """Training and inference throughput of the model, and what overlap and blending cost.
 
-Usage: python benchmarks/model_throughput.py [--tile 512] [--dates 25]
+Usage: python benchmarks/model_throughput.py [--tile 512] [--dates 25] [--width W --heads H --layers L]
 
 Inference: one tile cube (random values; speed does not depend on them) predicted
   (a) raw: the model over non-overlapping windows that cover the tile, no blending;
@@ -51,9 +51,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--dates", type=int, default=25)
+    parser.add_argument("--width", type=int, help="model width (default: the demo config's)")
+    parser.add_argument("--heads", type=int)
+    parser.add_argument("--layers", type=int, help="temporal layers")
     args = parser.parse_args()
     config = load_config(str(REPO / "config.yaml"))
-    predict, model_settings = config["predict"], config["model"]
+    predict, model_settings = config["predict"], dict(config["model"])
+    for key, value in (("width", args.width), ("heads", args.heads), ("temporal_layers", args.layers)):
+        if value:
+            model_settings[key] = value
     cores = torch.get_num_threads()
     torch.manual_seed(0)
     bands = config["sits"]["bands"]
@@ -84,7 +90,7 @@ def main() -> None:
     times = np.datetime64("2022-12-31") + doy.astype(int)
     # the classifier's one-off fit to the frozen encoder (head_init: probe) is not a training step
     settings = {**config["train"], "model": model_settings, "steps": 20, "eval_every": 1000, "patience": 1000,
-                "head_init": "random"}
+                "head_init": "random", "season_start": str(times[0] - 1)}
     patch = settings["patch_size"]
     with tempfile.TemporaryDirectory() as tmp:
         starts = np.arange(0, size - patch + 1, 4)

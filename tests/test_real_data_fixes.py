@@ -88,7 +88,7 @@ def test_pretraining_trains_the_spatial_attention(through_attention):
 
 
 def test_systematic_product_errors(tmp_path):
-    """WorldCover misses every soybean field; Esri calls most grassland crop; GLAD sits 60 m east."""
+    """WorldCover misses every soybean field; Esri calls more grassland crop; GLAD sits 30 m east."""
     import rasterio
 
     from cropmap.demo import make_landscape, write_products
@@ -108,9 +108,9 @@ def test_systematic_product_errors(tmp_path):
     soy, grass = land.landcover == 2, land.landcover == 5
     assert np.mean(crop(random["worldcover"], "esa-worldcover")[soy] == 1) > 0.5
     assert np.mean(crop(systematic["worldcover"], "esa-worldcover")[soy] == 1) < 0.1
-    assert np.mean(crop(systematic["esri"], "esri-lulc")[grass] == 1) > np.mean(crop(random["esri"], "esri-lulc")[grass] == 1) + 0.3
+    assert np.mean(crop(systematic["esri"], "esri-lulc")[grass] == 1) > np.mean(crop(random["esri"], "esri-lulc")[grass] == 1) + 0.1
     with rasterio.open(random["glad"]) as a, rasterio.open(systematic["glad"]) as b:
-        assert b.transform.c - a.transform.c == pytest.approx(60.0)
+        assert b.transform.c - a.transform.c == pytest.approx(30.0)
 
 
 def test_a_dynamic_world_fill_is_no_vote():

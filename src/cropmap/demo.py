@@ -271,8 +271,8 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
                    errors: str = "random") -> dict[str, Path]:
     """Three land-cover products on three grids, each with its own error pattern. `errors:
     systematic` makes them err as real products do where they err most: WorldCover misses a whole
-    crop type (soybean: grassland), Esri calls most grassland crop, GLAD is a year behind (a quarter
-    of the fields changed use) and misregistered by 60 m."""
+    crop type (soybean: grassland), Esri calls a third of the grassland crop, GLAD (a year behind) is
+    misregistered by 30 m."""
     systematic = errors == "systematic"
     n = len(land.parcel_class)
     is_crop = np.isin(land.parcel_class, CROP_CLASSES)
@@ -300,9 +300,9 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     grass_as_crop = is_grass & (rng.uniform(size=n) < 0.45)
     small = land.parcel_area < np.quantile(land.parcel_area[is_crop], 0.3)
     crop_missed = is_crop & (((small) & (rng.uniform(size=n) < 0.7)) | (rng.uniform(size=n) < 0.06))
-    if systematic:  # no grassland error here; a whole crop type missed instead
+    if systematic:  # a whole crop type missed instead of small fields and grassland
         grass_as_crop = is_grass & (rng.uniform(size=n) < 0.05)
-        crop_missed = crop_missed | (land.parcel_class == 2)
+        crop_missed = (land.parcel_class == 2) | (is_crop & (rng.uniform(size=n) < 0.03))
     values = wc_code[lc]
     parcel_ok = pid >= 0
     values[parcel_ok & grass_as_crop[np.maximum(pid, 0)] & (lc == 5)] = 40
@@ -321,8 +321,8 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     lc = on_grid(land.landcover, transform, grid.crs, shape)
     pid = on_grid(land.parcel + 1, transform, grid.crs, shape) - 1
     esri_code = np.array([0, 5, 5, 5, 5, 11, 2, 1, 7], np.uint8)
-    crop_as_range = is_crop & (rng.uniform(size=n) < 0.22)
-    grass_as_crop = is_grass & (rng.uniform(size=n) < (0.8 if systematic else 0.2))
+    crop_as_range = is_crop & (rng.uniform(size=n) < (0.1 if systematic else 0.22))
+    grass_as_crop = is_grass & (rng.uniform(size=n) < (0.35 if systematic else 0.2))
     values = esri_code[lc]
     values[(pid >= 0) & crop_as_range[np.maximum(pid, 0)] & np.isin(lc, CROP_CLASSES)] = 11
     values[(pid >= 0) & grass_as_crop[np.maximum(pid, 0)] & (lc == 5)] = 5
@@ -338,7 +338,7 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     res = 30.0
     transform = Affine(res, 0, np.floor((left - margin) / res) * res, 0, -res, np.ceil((top + margin) / res) * res)
     shape = (int((top - bottom + 2 * margin) / res) + 1, int((right - left + 2 * margin) / res) + 1)
-    changed = 0.25 if systematic else 0.12  # fields whose use changed since last year
+    changed = 0.12  # fields whose use changed since last year
     last_year_crop = np.where(is_crop, rng.uniform(size=n) > changed, is_grass & (rng.uniform(size=n) < 0.35))
     crop_map = last_year_crop[land.parcel].astype(np.uint8)
     valid = np.ones_like(crop_map)
@@ -346,8 +346,8 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     covered = on_grid(valid, transform, grid.crs, shape, Resampling.nearest)
     values[covered == 0] = 255
     paths["glad"] = out_dir / "glad_cropland.tif"
-    if systematic:  # misregistered: its fields are written 60 m east of where they are
-        transform = transform * Affine.translation(2, 0)
+    if systematic:  # misregistered: its fields are written 30 m east of where they are
+        transform = transform * Affine.translation(1, 0)
     write_geotiff(paths["glad"], values, transform=transform, crs=grid.crs, nodata=255, cog=True)
     return paths
 
