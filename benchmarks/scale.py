@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from pyproj import Transformer
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "results" / "demo"
@@ -38,18 +37,21 @@ X0, Y0 = 136, 848  # the first tile of every benchmark area (a multiple of 4: bl
 
 
 def area_config(side: int, work: Path) -> dict:
-    """A validated config of a square area of side x side tiles, its sources under `work`."""
-    from cropmap.config import validate_config
+    """A validated config of a square area of side x side tiles, its sources under `work`; its AOI
+    is the square inset by 50 m, densified (a lon/lat bbox inside a large UTM square loses corners)."""
+    import shapely
 
-    to_lonlat = Transformer.from_crs("EPSG:32614", "EPSG:4326", always_xy=True)
+    from cropmap.config import validate_config
+    from cropmap.grid import reproject_geometry
+
     e = TILE * RES
     left, bottom = X0 * e, Y0 * e
-    right, top = left + side * e, bottom + side * e
-    xs, ys = to_lonlat.transform([left + 50, right - 50, left + 50, right - 50], [bottom + 50, bottom + 50, top - 50, top - 50])
-    bbox = [max(xs[0], xs[2]), max(ys[0], ys[1]), min(xs[1], xs[3]), min(ys[2], ys[3])]
+    square = shapely.box(left + 50, bottom + 50, left + side * e - 50, bottom + side * e - 50).segmentize(500)
+    aoi = work / "aoi.geojson"
+    aoi.write_text(json.dumps(shapely.geometry.mapping(reproject_geometry(square, "EPSG:32614", "EPSG:4326"))))
     products = {name: {"type": "esa-worldcover", "path": str(work / "unused.tif")} for name in ("esri", "glad", "worldcover")}
     return validate_config({
-        "areas": {"bench": {"aoi": {"bbox": bbox}, "crs": "EPSG:32614", "tile_size": TILE,
+        "areas": {"bench": {"aoi": {"file": str(aoi)}, "crs": "EPSG:32614", "tile_size": TILE,
                             "season": {"start": "2023-03-01", "end": "2023-10-31"}, "stac": {"catalog": "unused.json"},
                             "glc": products, "reference": {"path": str(work / "reference.tif")}}},
         "model": {"width": 16, "heads": 2, "temporal_layers": 1},

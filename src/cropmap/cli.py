@@ -392,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.stderr.isatty():
         # a log file (Snakemake's `log:`) gets a progress line every 30 s, not every redraw
         os.environ.setdefault("TQDM_MININTERVAL", "30")
+    # GDAL's block cache defaults to 5 % of the machine's memory and fills up over a large area's
+    # windows: a job's memory would grow with the area (and with the node it lands on)
+    os.environ.setdefault("GDAL_CACHEMAX", "64")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
