@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from cropmap.glc import CROP, NODATA, NONCROP
 
-__all__ = ["consensus_labels", "clean_labels", "pairwise_agreement", "UNLABELLED", "RULES"]
+__all__ = ["consensus_labels", "clean_labels", "UNLABELLED", "RULES"]
 
 UNLABELLED = NODATA
 RULES = ("unanimous", "k_of_n", "weighted")
@@ -80,15 +80,4 @@ def clean_labels(labels: np.ndarray, *, erode_px: int = 0, min_patch_px: int = 0
                 small[0] = False
                 keep = keep & ~small[lab]
         out[mask & ~keep] = UNLABELLED
-    return out
-
-
-def pairwise_agreement(products: np.ndarray) -> np.ndarray:
-    """(n, n) share of pixels where both products have data and give the same class."""
-    n = len(products)
-    out = np.eye(n)
-    for i in range(n):
-        for j in range(i + 1, n):
-            both = (products[i] != NODATA) & (products[j] != NODATA)
-            out[i, j] = out[j, i] = float(np.mean(products[i][both] == products[j][both])) if both.any() else np.nan
     return out

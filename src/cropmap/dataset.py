@@ -9,7 +9,7 @@ import torch
 
 from cropmap.conventions import REFLECTANCE_FILL, REFLECTANCE_SCALE
 
-__all__ = ["band_index", "band_statistics", "date_positions", "normalise", "season_days", "standardise"]
+__all__ = ["band_index", "band_statistics", "date_positions", "season_days", "standardise"]
 
 
 def season_days(times: np.ndarray, season_start: str) -> np.ndarray:
@@ -49,15 +49,9 @@ def band_statistics(dataset, *, patches: int = 64, sample: int = 200_000, seed: 
     return allv.mean(axis=1).astype(np.float32), (allv.std(axis=1) + 1e-4).astype(np.float32)
 
 
-def normalise(reflectance: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """int16 (..., C, H, W) reflectance * 10000 -> float32 standardised per band (no data -> 0)."""
-    x = reflectance.astype(np.float32) / REFLECTANCE_SCALE
-    x = np.where(reflectance == REFLECTANCE_FILL, mean[:, None, None], x)
-    return (x - mean[:, None, None]) / std[:, None, None]
-
-
 def standardise(reflectance: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """`normalise` in torch, on the tensor's device: int16 (..., C, H, W) -> float32."""
+    """int16 (..., C, H, W) reflectance * 10000 -> float32 standardised per band, on the tensor's
+    device; never-observed values (-9999) become 0, the band's mean."""
     x = (reflectance.float() / REFLECTANCE_SCALE - mean[:, None, None]) / std[:, None, None]
     return x.masked_fill(reflectance == REFLECTANCE_FILL, 0.0)
 

@@ -17,7 +17,7 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from cropmap.dataset import normalise
+from cropmap.dataset import standardise
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid
 from cropmap.io import write_cog_from_blocks, write_geotiff
@@ -113,7 +113,7 @@ def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: 
     if bands != list(checkpoint["bands"]):
         raise DataError(f"cube of tile {cube.attrs.get('tile')} has bands {bands}, the model was trained on "
                         f"{checkpoint['bands']}")
-    x = normalise(cube["reflectance"].values, mean, std)
+    x = standardise(torch.from_numpy(cube["reflectance"].values), torch.from_numpy(mean), torch.from_numpy(std)).numpy()
     device = next(model.parameters()).device
     dates = date_positions(cube["time"].values, season_start=settings["season_start"], encoding=model.config.date_encoding)
     prob = predict_probability(model, x, dates, window=settings["window"],

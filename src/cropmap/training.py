@@ -166,7 +166,7 @@ def _loader(dataset: PatchDataset, *, batch_size: int, draws: int, seed: int, wo
 
     sampler = BudgetSampler(len(dataset), draws, max_offset=dataset.size - dataset.crop, seed=seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=device.type == "cuda", persistent_workers=False)
+                      pin_memory=device.type == "cuda")
 
 
 class _Optimiser:
