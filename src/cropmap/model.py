@@ -134,12 +134,12 @@ class SpatioTemporalNet(nn.Module):
 
 
 def autocast(device: torch.device):
-    """Mixed precision on CUDA (bf16 where the GPU has it, else fp16), nothing on the CPU; returns
-    (context manager, GradScaler or None): fp16 gradients need the scaler, bf16 ones do not."""
+    """(context manager, GradScaler) of mixed precision: bf16 on GPUs that have it, else fp16 with an
+    enabled scaler (fp16 gradients underflow without it); on the CPU none and a disabled scaler."""
     import contextlib
 
     if device.type != "cuda":
-        return contextlib.nullcontext(), None
-    if torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16), None
-    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+        return contextlib.nullcontext(), torch.amp.GradScaler("cpu", enabled=False)
+    bf16 = torch.cuda.is_bf16_supported()
+    return (torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16),
+            torch.amp.GradScaler("cuda", enabled=not bf16))

@@ -170,25 +170,20 @@ def _loader(dataset: PatchDataset, *, batch_size: int, draws: int, seed: int, wo
 
 
 class _Optimiser:
-    """Adam with gradient clipping at 5, and the fp16 GradScaler when mixed precision needs it."""
+    """Adam with gradient clipping at 5, through the GradScaler mixed precision needs (fp16 only;
+    a disabled scaler passes everything through)."""
 
-    def __init__(self, model: torch.nn.Module, lr: float, scaler):
+    def __init__(self, model: torch.nn.Module, lr: float, scaler: torch.amp.GradScaler):
         self.model, self.scaler = model, scaler
         self.opt = torch.optim.Adam(model.parameters(), lr=lr)
 
     def step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad()
-        if self.scaler is None:
-            loss.backward()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.opt)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-        if self.scaler is None:
-            self.opt.step()
-        else:
-            self.scaler.step(self.opt)
-            self.scaler.update()
+        self.scaler.step(self.opt)
+        self.scaler.update()
 
 
 def _dates(dataset: PatchDataset, settings: dict[str, Any], config: ModelConfig, device: torch.device) -> torch.Tensor:
