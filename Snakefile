@@ -14,6 +14,17 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 
 
+# jobs too small to be worth a cluster submission run where Snakemake runs
+localrules:
+    all,
+    ablation,
+    search,
+    quicklook,
+    sample,
+    area_estimate,
+    stac_item,
+
+
 rule all:
     input:
         all_outputs(),

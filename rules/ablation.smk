@@ -103,6 +103,7 @@ rule random_forest_predict:
         "results/{area}/ablation/random_forest/seed{seed}/predict/{block}.tif",
     params:
         settings=step_settings("random_forest_predict"),
+    threads: 2
     resources:
         mem_mb=3000,
     log:
@@ -112,7 +113,8 @@ rule random_forest_predict:
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap random-forest-predict --settings {params.settings:q} --cubes {input.cubes} --model {input.model} "
+        "cropmap random-forest-predict --settings {params.settings:q} --threads {threads} --cubes {input.cubes} "
+        "--model {input.model} "
         "--block {wildcards.block} --out {output} > {log} 2>&1"
 
 

@@ -28,6 +28,8 @@ rule assess:
         settings=step_settings("assess"),
     log:
         "results/{area}/logs/assess.log",
+    benchmark:
+        "results/{area}/benchmarks/assess.tsv"
     conda:
         "../envs/geo.yaml"
     shell:

@@ -7,6 +7,8 @@ rule labels:
         settings=step_settings("labels"),
     log:
         "results/{area}/logs/labels/{block}.log",
+    benchmark:
+        "results/{area}/benchmarks/labels/{block}.tsv"
     conda:
         "../envs/geo.yaml"
     shell:
@@ -29,6 +31,8 @@ rule label_quality:
         settings=step_settings("label_quality"),
     log:
         "results/{area}/logs/label_quality.log",
+    benchmark:
+        "results/{area}/benchmarks/label_quality.tsv"
     conda:
         "../envs/geo.yaml"
     shell:

@@ -17,7 +17,7 @@ rule predict:
     conda:
         "../envs/torch.yaml"
     shell:
-        "cropmap predict --settings {params.settings:q} --cubes {input.cubes} --model {input.model} "
+        "cropmap predict --settings {params.settings:q} --threads {threads} --cubes {input.cubes} --model {input.model} "
         "--block {wildcards.block} --out {output} > {log} 2>&1"
 
 
@@ -31,6 +31,8 @@ rule mosaic:
         settings=step_settings("mosaic"),
     log:
         "results/{area}/logs/mosaic.log",
+    benchmark:
+        "results/{area}/benchmarks/mosaic.tsv"
     conda:
         "../envs/geo.yaml"
     shell:

@@ -21,6 +21,8 @@ rule quicklook:
         ),
     log:
         "results/{area}/logs/quicklook.log",
+    benchmark:
+        "results/{area}/benchmarks/quicklook.tsv"
     conda:
         "../envs/geo.yaml"
     shell:
@@ -42,6 +44,8 @@ rule availability:
         scenes="results/{area}/report/scenes.csv",
     log:
         "results/{area}/logs/availability.log",
+    benchmark:
+        "results/{area}/benchmarks/availability.tsv"
     conda:
         "../envs/geo.yaml"
     shell:
@@ -59,6 +63,8 @@ rule sample:
         settings=step_settings("sample"),
     log:
         "results/{area}/logs/sample.log",
+    benchmark:
+        "results/{area}/benchmarks/sample.tsv"
     conda:
         "../envs/geo.yaml"
     shell:
@@ -84,6 +90,8 @@ rule area_estimate:
         settings=step_settings("area"),
     log:
         "results/{area}/logs/area_estimate.log",
+    benchmark:
+        "results/{area}/benchmarks/area_estimate.tsv"
     conda:
         "../envs/geo.yaml"
     shell:
@@ -102,6 +110,8 @@ rule stac_item:
         settings=step_settings("stac_item"),
     log:
         "results/{area}/logs/stac_item.log",
+    benchmark:
+        "results/{area}/benchmarks/stac_item.tsv"
     conda:
         "../envs/torch.yaml"
     shell:

@@ -5,7 +5,7 @@ rule sits:
         "results/{area}/sits/{tile}.nc",
     params:
         settings=step_settings("sits"),
-    threads: 1
+    threads: 2
     resources:
         mem_mb=3000,
     log:
@@ -15,5 +15,5 @@ rule sits:
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap sits --settings {params.settings:q} --items {input} --tile {wildcards.tile} "
+        "cropmap sits --settings {params.settings:q} --threads {threads} --items {input} --tile {wildcards.tile} "
         "--out {output} > {log} 2>&1"

@@ -102,6 +102,9 @@ def random_forest_block(*, cube_paths: Sequence[str], model: dict[str, Any], blo
     from cropmap.predict import classify
     from cropmap.sits import open_cube
 
+    from cropmap.conventions import available_cores
+
+    model["forest"].n_jobs = available_cores()  # this job's cores, not those of the job that fitted it
     tiles = {tile.id: tile for tile in block.tiles}
     out = np.full((2, *block.shape), NODATA, np.uint8)
     for path in cube_paths:

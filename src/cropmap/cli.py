@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from cropmap.conventions import available_cores
 from cropmap.credentials import RedactingFilter, redact
 from cropmap.errors import CropmapError
 
@@ -61,10 +62,13 @@ def cmd_sits(args) -> None:
     from cropmap.grid import tile_by_id
     from cropmap.sits import build_tile_cube, dask_client, read_items_for_tile, write_cube
 
+    import dask
+
     settings = _settings(args.settings)
     tile = tile_by_id(settings["grid"], args.tile)
     items = read_items_for_tile(args.items, tile, halo=int(settings.get("halo_px", 0)))
-    with dask_client(settings.get("dask_scheduler", "")):
+    # dask's local threads and the row blocks use the job's cores, not the node's
+    with dask_client(settings.get("dask_scheduler", "")), dask.config.set(num_workers=available_cores()):
         cube = build_tile_cube(items=items, tile=tile, settings=settings)
     write_cube(cube, args.out)
     print(f"tile {tile.id}: {cube.sizes['time']} composites from {cube.attrs['scenes_loaded']} scenes "
@@ -97,11 +101,12 @@ def cmd_label_quality(args) -> None:
           f"{summary.get('accuracy', {}).get('consensus', float('nan')):.3f}")
 
 
-def _torch_threads(threads: int) -> int:
-    """Use `threads` cores for torch; returns how many patch-loading processes go beside it."""
+def _torch_threads() -> int:
+    """Use the job's cores for torch; returns how many patch-loading processes go beside it."""
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    threads = available_cores()
+    torch.set_num_threads(threads)
     return min(4, threads // 2)
 
 
@@ -122,7 +127,7 @@ def _stores(paths):
 def cmd_pretrain(args) -> None:
     from cropmap.training import pretrain
 
-    workers = _torch_threads(args.threads)
+    workers = _torch_threads()
     result = pretrain(stores=_stores(args.patches), settings=_settings(args.settings), out_path=args.out,
                       curve_csv=args.curve_csv, curve_png=args.curve_png, workers=workers)
     print(f"pretraining done: {result}")
@@ -132,7 +137,7 @@ def cmd_train(args) -> None:
     from cropmap.training import load_checkpoint, train
 
     settings = _settings(args.settings)
-    workers = _torch_threads(args.threads)
+    workers = _torch_threads()
     pretrained = load_checkpoint(args.pretrained) if args.pretrained and settings["use_pretrained"] else None
     result = train(stores=_stores(args.patches), settings=settings, pretrained=pretrained, out_path=args.out,
                    metrics_csv=args.metrics_csv, curves_png=args.curves_png, workers=workers)
@@ -146,6 +151,7 @@ def cmd_predict(args) -> None:
 
     settings = _settings(args.settings)
     block = block_by_id(settings["grid"], settings["block_tiles"], args.block)
+    _torch_threads()
     predict_block(cube_paths=args.cubes, checkpoint=load_checkpoint(args.model), block=block,
                   settings=settings, out_path=args.out)
     print(f"predicted block {args.block} ({len(args.cubes)} tiles) -> {args.out}")
@@ -185,7 +191,7 @@ def cmd_ablation_table(args) -> None:
 def cmd_random_forest(args) -> None:
     from cropmap.baseline import fit_random_forest, save_forest
 
-    model = fit_random_forest(stores=_stores(args.patches), settings=_settings(args.settings), threads=args.threads)
+    model = fit_random_forest(stores=_stores(args.patches), settings=_settings(args.settings), threads=available_cores())
     save_forest(model, args.out)
     print(f"random forest of {len(model['forest'].estimators_)} trees -> {args.out}")
 
@@ -273,13 +279,17 @@ def cmd_stac_item(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(prog="cropmap", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('cropmap')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name, func, help_):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--settings", required=True, help="the step's settings as JSON")
+        p.add_argument("--threads", type=int, help="cores the step may use (default: those of the process)")
         p.set_defaults(func=func)
         return p
 
@@ -312,13 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p = add("pretrain", cmd_pretrain, "self-supervised masked pretraining")
     p.add_argument("--patches", nargs="+", required=True, help="the blocks' pretraining patch stores")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     p.add_argument("--curve-csv", required=True)
     p.add_argument("--curve-png", required=True)
     p = add("train", cmd_train, "weakly supervised training on consensus labels")
     p.add_argument("--patches", nargs="+", required=True, help="the blocks' training patch stores")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--pretrained")
     p.add_argument("--out", required=True)
     p.add_argument("--metrics-csv", required=True)
@@ -351,7 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(name, required=True)
     p = add("random-forest", cmd_random_forest, "baseline: fit a random forest on monthly medians of the training patches")
     p.add_argument("--patches", nargs="+", required=True, help="the blocks' training patch stores")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     p = add("random-forest-predict", cmd_random_forest_predict, "baseline: the random forest's map of one block")
     p.add_argument("--cubes", nargs="+", required=True)
@@ -396,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     # windows: a job's memory would grow with the area (and with the node it lands on)
     os.environ.setdefault("GDAL_CACHEMAX", "64")
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        os.environ["CROPMAP_THREADS"] = str(args.threads)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:

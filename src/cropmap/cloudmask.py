@@ -10,13 +10,13 @@ misses thin cloud edges and part of the shadows. `cropmap.sits` masks the union 
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from cropmap.bands import SENTINEL2_BANDS
+from cropmap.conventions import available_cores
 from cropmap.errors import ConfigError, DataError
 
 __all__ = ["CSMASK_BANDS", "check_csmask", "csmask_bands", "csmask_masked", "scl_masked"]
@@ -65,7 +65,7 @@ def _csmask_class():
 def _csmask_model():
     """A CSmask whose onnxruntime session is reused for every image: CSmask builds one per image,
     0.8 s of the 1.2 s it takes for a 258 px image on 2 cores. Uses its `_csm` (pinned < 1.1)."""
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = available_cores()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return _csmask_class()(np.zeros((256, 256, len(CSMASK_BANDS)), np.float32), list(CSMASK_BANDS),

@@ -7,4 +7,14 @@ NODATA = 255  # uint8 rasters: labels, maps, recoded products, the reference on 
 REFLECTANCE_SCALE = 10000  # cubes store int16 = reflectance * 10000
 REFLECTANCE_FILL = -9999  # int16 of a value that was never observed
 
-__all__ = ["CROP", "NODATA", "NONCROP", "REFLECTANCE_FILL", "REFLECTANCE_SCALE"]
+__all__ = ["CROP", "NODATA", "NONCROP", "REFLECTANCE_FILL", "REFLECTANCE_SCALE", "available_cores"]
+
+
+def available_cores() -> int:
+    """Cores a job may use: `CROPMAP_THREADS` (what `cropmap <step> --threads` and Snakemake's
+    `threads:` give it), else the cores this process may run on (a SLURM allocation, a cgroup)."""
+    import os
+
+    if os.environ.get("CROPMAP_THREADS", "").isdigit():
+        return max(1, int(os.environ["CROPMAP_THREADS"]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from cropmap.cloudmask import check_csmask, csmask_bands, csmask_masked, scl_masked
 from cropmap.credentials import sign_items
+from cropmap.conventions import available_cores
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 from cropmap.io import atomic_path
@@ -185,7 +186,7 @@ def _fill_block(series: np.ndarray, out: np.ndarray) -> None:
 def _in_blocks(n: int, work, *, min_block: int = 64) -> None:
     """`work(block)` for consecutive slices of range(n), one per core: the numpy work of cube
     building releases the GIL, so the blocks run in parallel."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = available_cores()
     count = max(1, min(cpus, n // min_block))
     bounds = np.linspace(0, n, count + 1).round().astype(int)
     if count == 1:
