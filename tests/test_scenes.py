@@ -265,3 +265,35 @@ def test_an_unreachable_scheduler_is_one_clear_error():
         with dask_client("tcp://127.0.0.1:9"):
             pass
 
+
+
+def test_a_cube_file_is_cf_reflectance_for_xarray_and_rioxarray(area, tmp_path):
+    """Plain xarray scales and masks the int16 on disk; rioxarray finds the grid; cropmap reads the integers."""
+    import rioxarray  # noqa: F401  (registers .rio)
+    import xarray as xr
+
+    from cropmap.sits import open_cube, write_cube
+
+    config, items, tile = area
+    cube = build_tile_cube(items=items, tile=tile, settings=step_settings(config, "demo", "sits"))
+    cube["reflectance"].values[0, :, 0, 0] = -9999  # a never-observed value
+    write_cube(cube, tmp_path / "cube.nc")
+    with xr.open_dataset(tmp_path / "cube.nc") as ds:
+        assert ds.attrs["Conventions"] == "CF-1.10"
+        refl = ds["reflectance"]
+        assert refl.dtype.kind == "f" and refl.encoding["dtype"] == "int16"
+        raw = cube["reflectance"].values
+        np.testing.assert_allclose(refl.values[raw != -9999], raw[raw != -9999] / 10000, rtol=1e-6)
+        assert np.isnan(refl.values[0, :, 0, 0]).all() and not np.isnan(refl.values[raw != -9999]).any()
+        assert -0.1 <= float(refl.min()) and float(refl.max()) <= 1.5  # L2A reflectance dips below 0
+        bounds = ds["time_bnds"].values
+        assert ds["time"].attrs["bounds"] == "time_bnds" and (bounds[:, 0] < ds["time"].values).all()
+        assert (ds["time"].values < bounds[:, 1]).all() and (bounds[1:, 0] == bounds[:-1, 1]).all()
+        assert ds["reflectance"].attrs["units"] == "1"
+    with xr.open_dataset(tmp_path / "cube.nc", decode_coords="all") as ds:  # rioxarray's accessor on it
+        assert ds["reflectance"].rio.crs.to_epsg() == 32614
+        assert ds["reflectance"].rio.transform() == tile.transform
+        assert ds.rio.bounds() == tile.bounds
+    again = open_cube(tmp_path / "cube.nc")
+    assert again["reflectance"].dtype == np.int16
+    np.testing.assert_array_equal(again["reflectance"].values, cube["reflectance"].values)

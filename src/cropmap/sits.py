@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from cropmap.cloudmask import check_csmask, csmask_bands, csmask_masked, scl_masked
 from cropmap.credentials import sign_items
-from cropmap.conventions import available_cores
+from cropmap.conventions import REFLECTANCE_FILL, available_cores
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 from cropmap.io import atomic_path
@@ -333,19 +333,28 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
 
         _in_blocks(ny, store)
     centres = [np.datetime64(start + (stop - start) / 2) for start, stop in periods]
-    coords = {"time": np.array(centres, dtype="datetime64[ns]"), "band": bands,
+    bounds = np.array([[np.datetime64(start), np.datetime64(stop)] for start, stop in periods], dtype="datetime64[ns]")
+    coords = {"time": ("time", np.array(centres, dtype="datetime64[ns]"),
+                       {"long_name": "middle of the composite period", "bounds": "time_bnds"}),
+              "time_bnds": (("time", "bnds"), bounds), "band": bands,
               "y": fine.coords["y"].values, "x": fine.coords["x"].values}
     cube = xr.Dataset(
         {
+            # int16 on disk, read by CF software as reflectance (scale_factor) with NaN (_FillValue,
+            # set when written); cropmap itself reads the integers (`open_cube`)
             "reflectance": (("time", "band", "y", "x"), reflectance,
-                            {"scale_factor_note": f"reflectance * {REFLECTANCE_SCALE}", "nodata": -9999,
-                             "units": "1"}),
-            "clear_count": (("time", "y", "x"), counts, {"long_name": "clear observations in the period"}),
+                            {"long_name": "surface reflectance, median of the period's clear observations, "
+                                          "gaps filled linearly in time",
+                             "standard_name": "surface_bidirectional_reflectance", "units": "1",
+                             "scale_factor": 1 / REFLECTANCE_SCALE, "add_offset": 0.0}),
+            "clear_count": (("time", "y", "x"), counts, {"long_name": "clear observations in the period",
+                                                         "units": "1"}),
             "never_observed": (("y", "x"), never_observed.astype(np.uint8),
-                               {"long_name": "1 where no clear observation in the season"}),
+                               {"long_name": "1 where no clear observation in the season", "units": "1"}),
         },
         coords=coords,
-        attrs={"tile": tile.id, "halo_px": halo, "interval_days": settings["interval_days"],
+        attrs={"Conventions": "CF-1.10", "title": f"cropmap composites of tile {tile.id}",
+               "tile": tile.id, "halo_px": halo, "interval_days": settings["interval_days"],
                "scenes_found": len(items), "scenes_loaded": scenes_used, "scenes_skipped": len(skipped),
                "skipped_scenes": json.dumps([s.as_dict() for s in skipped]),
                "no_clear_observation": int(never_observed.all())},
@@ -625,15 +634,20 @@ def dask_client(address: str) -> Iterator[Any]:
 
 
 def write_cube(cube: xr.Dataset, path) -> None:
-    encoding = {name: {"zlib": True, "complevel": 4} for name in cube.data_vars}
+    """Write a cube as CF-1.10 netCDF: int16 reflectance with `scale_factor` and `_FillValue`, so
+    `xarray.open_dataset` gives reflectance in [0, 1] with NaN where never observed."""
+    # merged with each variable's own encoding: rioxarray keeps `grid_mapping` there
+    encoding = {name: {**cube[name].encoding, "zlib": True, "complevel": 4} for name in cube.data_vars}
+    encoding["reflectance"]["_FillValue"] = np.int16(REFLECTANCE_FILL)
     with atomic_path(path) as tmp:
         cube.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
 
 
 def open_cube(path) -> xr.Dataset:
-    """Open a tile cube written by `build_tile_cube` (loads it in memory)."""
+    """Open a tile cube written by `build_tile_cube` (loads it in memory), reflectance as the stored
+    int16 (reflectance * 10000, -9999 where never observed), which is what cropmap computes on."""
     try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
+        with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
             return ds.load()
     except OSError as err:
         raise DataError(f"cannot read the time-series cube {path}: {err}") from None
