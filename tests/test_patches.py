@@ -13,7 +13,7 @@ from cropmap.grid import AreaGrid, Tile
 from cropmap.io import write_geotiff
 from cropmap.patches import (BudgetSampler, PatchDataset, PatchStore, draw_labelled_centres, draw_observed_centres,
                              patch_origins, split_validation, write_block_patches)
-from cropmap.sits import write_cube
+from cropmap.sits import open_cube, write_cube
 
 BANDS = ["B02", "B03", "B04", "B08"]
 TIMES = np.array(["2023-04-05", "2023-05-05", "2023-06-04", "2023-07-04", "2023-08-03"], "datetime64[ns]")
@@ -104,7 +104,7 @@ def test_pretraining_store_holds_observed_windows_of_the_cubes(block_files):
         rows, cols, tile_of = ds["row"][:], ds["col"][:], ds["tile"][:]
     dataset = PatchDataset([store])
     for k in range(len(dataset)):
-        cube = xr.open_dataset(cubes[[t.id for t in tiles].index(tile_of[k])])
+        cube = open_cube(cubes[[t.id for t in tiles].index(tile_of[k])])  # the stored int16
         window = dict(y=slice(rows[k], rows[k] + 16), x=slice(cols[k], cols[k] + 16))
         item = dataset[k]
         np.testing.assert_array_equal(item["reflectance"], cube["reflectance"].isel(**window).values)
