@@ -68,6 +68,10 @@ use rule mosaic as ablation_mosaic with:
     output:
         map="results/{area}/ablation/{variant}/seed{seed}/cropland.tif",
         probability="results/{area}/ablation/{variant}/seed{seed}/cropland_probability.tif",
+        map_categories="results/{area}/ablation/{variant}/seed{seed}/cropland.tif.aux.xml",
+        map_style="results/{area}/ablation/{variant}/seed{seed}/cropland.qml",
+        probability_style="results/{area}/ablation/{variant}/seed{seed}/cropland_probability.qml",
+        legend="results/{area}/ablation/{variant}/seed{seed}/cropland_legend.png",
     log:
         "results/{area}/logs/ablation/{variant}/seed{seed}/mosaic.log",
     benchmark:

@@ -27,6 +27,10 @@ rule mosaic:
     output:
         map="results/{area}/cropland.tif",
         probability="results/{area}/cropland_probability.tif",
+        map_categories="results/{area}/cropland.tif.aux.xml",
+        map_style="results/{area}/cropland.qml",
+        probability_style="results/{area}/cropland_probability.qml",
+        legend="results/{area}/cropland_legend.png",
     params:
         settings=step_settings("mosaic"),
     log:
@@ -37,4 +41,4 @@ rule mosaic:
         "../envs/geo.yaml"
     shell:
         "cropmap mosaic --settings {params.settings:q} --tiles {input} --map {output.map} "
-        "--probability {output.probability} > {log} 2>&1"
+        "--probability {output.probability} --legend {output.legend} > {log} 2>&1"

@@ -90,6 +90,35 @@ def test_streamed_mosaic_equals_the_pasted_blocks(area):
         assert src.tags()["classes"] == "0 non-crop, 1 crop, 255 no data"
 
 
+def test_the_class_map_carries_its_colours_categories_and_styles(area, tmp_path):
+    """GDAL reports the colour table, the category names (in the .aux.xml it keeps beside a COG)
+    and the band description; QGIS styles and a legend go beside the maps."""
+    import xml.etree.ElementTree as ET
+
+    from cropmap.cli import main
+
+    settings = {"grid": area["grid_settings"], "window": 16, "overlap": 4}
+    import json
+
+    code = main(["mosaic", "--settings", json.dumps(settings), "--tiles", *area["prediction_paths"],
+                 "--map", str(tmp_path / "cropland.tif"), "--probability", str(tmp_path / "cropland_probability.tif"),
+                 "--legend", str(tmp_path / "cropland_legend.png")])
+    assert code == 0
+    with rasterio.open(tmp_path / "cropland.tif") as src:
+        assert src.colorinterp[0] == rasterio.enums.ColorInterp.palette
+        assert src.colormap(1)[0] == (0x8C, 0x6D, 0x31, 255) and src.colormap(1)[1] == (0xF2, 0xC7, 0x2E, 255)
+        assert src.descriptions == ("cropland class",)
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    categories = ET.parse(tmp_path / "cropland.tif.aux.xml").findall(".//CategoryNames/Category")
+    assert [c.text for c in categories] == ["non-crop", "crop"]
+    style = ET.parse(tmp_path / "cropland.qml").getroot()
+    assert [(e.get("value"), e.get("label")) for e in style.iter("paletteEntry")] == [("0", "non-crop"), ("1", "crop")]
+    ramp = ET.parse(tmp_path / "cropland_probability.qml").getroot()
+    assert [i.get("value") for i in ramp.iter("item")][::4] == ["0", "100"]
+    assert (tmp_path / "cropland_legend.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*partial*"))
+
+
 def test_assessment_tile_by_tile_equals_the_whole_arrays(area):
     root = area["root"]
     mosaic(area["prediction_paths"], area["grid"], band=1, out_path=root / "map2.tif", resampling="nearest")

@@ -161,12 +161,18 @@ def cmd_mosaic(args) -> None:
     from cropmap.grid import AreaGrid, tiles_for_area
     from cropmap.predict import mosaic
 
+    from cropmap.conventions import MAP_CLASSES
+    from cropmap.report import map_styles
+
     settings = _settings(args.settings)
     grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
     tags = {"classes": "0 non-crop, 1 crop, 255 no data", "producer": "cropmap"}
-    mosaic(args.tiles, grid, band=1, out_path=args.map, resampling="nearest", tags=tags)
+    mosaic(args.tiles, grid, band=1, out_path=args.map, resampling="nearest", tags=tags, description="cropland class",
+           classes={value: (name, colour) for value, (name, colour, _) in MAP_CLASSES.items()})
     mosaic(args.tiles, grid, band=2, out_path=args.probability, resampling="average",
-           tags={"units": "percent", "producer": "cropmap"})
+           tags={"units": "percent", "producer": "cropmap"}, description="cropland probability (%)")
+    if args.legend:
+        map_styles(map_path=args.map, probability_path=args.probability, legend_png=args.legend)
     print(f"mosaic of {len(args.tiles)} blocks, {grid.shape[1]} x {grid.shape[0]} px -> {args.map}")
 
 
@@ -340,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiles", nargs="+", required=True, help="the blocks' predictions")
     p.add_argument("--map", required=True)
     p.add_argument("--probability", required=True)
+    p.add_argument("--legend", help="also write QGIS styles (<map>.qml, <probability>.qml) and this legend PNG")
     p = add("assess", cmd_assess, "accuracy of the map, the consensus and each product")
     p.add_argument("--map", required=True)
     p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")

@@ -140,7 +140,8 @@ def iter_windows(height: int, width: int, *, size: int = 2048) -> Iterator[Windo
 
 
 def _vrt_of_blocks(paths: Sequence[str | os.PathLike], *, grid, band: int, nodata: int, dtype: str = "Byte",
-                   tags: dict[str, str] | None = None, description: str | None = None) -> str:
+                   tags: dict[str, str] | None = None, description: str | None = None,
+                   classes: dict[int, tuple[str, str]] | None = None) -> str:
     """A GDAL VRT (XML) placing one band of each block raster on `grid`'s lattice; no pixel is read."""
     from xml.sax.saxutils import escape
 
@@ -161,26 +162,39 @@ def _vrt_of_blocks(paths: Sequence[str | os.PathLike], *, grid, band: int, nodat
             f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/><DstRect xOff="{c}" yOff="{r}" xSize="{w}" ySize="{h}"/>'
             "</SimpleSource>")
     metadata = "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in (tags or {}).items())
+    palette = ""
+    if classes:  # a colour table and category names (value -> (name, hex colour)); other values blank
+        values = range(max(classes) + 1)
+        entries = [classes.get(v, ("", "000000"))[1] for v in values]
+        palette = ("<ColorInterp>Palette</ColorInterp><CategoryNames>"
+                   + "".join(f"<Category>{escape(classes.get(v, ('',))[0])}</Category>" for v in values)
+                   + "</CategoryNames><ColorTable>"
+                   + "".join(f'<Entry c1="{int(c[0:2], 16)}" c2="{int(c[2:4], 16)}" c3="{int(c[4:6], 16)}" c4="255"/>'
+                             for c in entries) + "</ColorTable>")
     return (
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
         f"<SRS>{escape(CRS.from_user_input(grid.crs).to_wkt())}</SRS>"
         f"<GeoTransform>{left!r}, {res!r}, 0.0, {top!r}, 0.0, {-res!r}</GeoTransform>"
         f"<Metadata>{metadata}</Metadata>"
         f'<VRTRasterBand dataType="{dtype}" band="1"><NoDataValue>{nodata}</NoDataValue>'
-        f"{f'<Description>{escape(description)}</Description>' if description else ''}"
+        f"{f'<Description>{escape(description)}</Description>' if description else ''}{palette}"
         f"{''.join(sources)}</VRTRasterBand></VRTDataset>"
     )
 
 
 def write_cog_from_blocks(path: str | os.PathLike, block_paths: Sequence[str | os.PathLike], *, grid, band: int,
                           nodata: int = 255, overview_resampling: str = "nearest", tags: dict[str, str] | None = None,
-                          description: str | None = None, cache_mb: int = 256) -> None:
+                          description: str | None = None, classes: dict[int, tuple[str, str]] | None = None,
+                          cache_mb: int = 256) -> None:
     """One band of the block rasters as one COG with overviews on the area `grid`, atomically.
 
     GDAL streams it from a VRT of the blocks with the COG driver, so memory is bounded by its block
-    cache (`cache_mb`), not by the size of the area; areas without a block are `nodata`.
+    cache (`cache_mb`), not by the size of the area; areas without a block are `nodata`. `classes`
+    (value -> (name, hex colour)) gives it a colour table and category names; GDAL keeps the names
+    (and the band description) in a `<path>.aux.xml` beside the COG, which is written with it.
     """
-    vrt = _vrt_of_blocks(block_paths, grid=grid, band=band, nodata=nodata, tags=tags, description=description)
+    vrt = _vrt_of_blocks(block_paths, grid=grid, band=band, nodata=nodata, tags=tags, description=description,
+                         classes=classes)
     height, width = grid.shape
     with atomic_path(path) as tmp:
         vrt_path = tmp.with_name(tmp.name + ".vrt")
@@ -192,5 +206,8 @@ def write_cog_from_blocks(path: str | os.PathLike, block_paths: Sequence[str | o
                     overview_resampling=overview_resampling.upper(),
                     overview_count=len(overview_factors(height, width)), bigtiff="IF_SAFER",
                 )
+            aux = tmp.with_name(tmp.name + ".aux.xml")
+            if aux.exists():  # renamed first: a kill between the renames leaves a new sidecar, never a stale one
+                os.replace(aux, f"{path}.aux.xml")
         finally:
             vrt_path.unlink(missing_ok=True)

@@ -96,11 +96,11 @@ def classify(probability: np.ndarray, valid: np.ndarray, *, threshold: float) ->
 
 
 def mosaic(block_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, resampling: str,
-           tags: dict[str, str] | None = None) -> None:
+           tags: dict[str, str] | None = None, description: str | None = None, classes=None) -> None:
     """Mosaic one band of the blocks' rasters into one COG (with overviews) on the area grid, by
     streaming: memory does not grow with the area."""
     write_cog_from_blocks(out_path, block_paths, grid=grid, band=band, nodata=NODATA, overview_resampling=resampling,
-                          tags=tags)
+                          tags=tags, description=description, classes=classes)
 
 
 def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: dict[str, Any],

@@ -47,6 +47,52 @@ def _read_overview(path, max_side: int = 1024) -> tuple[np.ndarray, Any]:
         return src.read(1, out_shape=out_shape), src.crs
 
 
+# QGIS reads `<raster name>.qml` beside a raster as its style
+_QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.28.0" styleCategories="Symbology">
+  <pipe>
+{renderer}
+  </pipe>
+</qgis>
+"""
+PROBABILITY_RAMP = ["ffffe5", "d9f0a3", "78c679", "238443", "004529"]  # YlGn, 0 .. 100 %
+
+
+def map_styles(*, map_path, probability_path, legend_png) -> list[Path]:
+    """QGIS styles beside the class map (its classes, colours and names) and the probability map (a
+    0-100 % colour ramp), and a legend picture of the classes; returns the paths written."""
+    from cropmap.conventions import MAP_CLASSES
+
+    entries = "\n".join(f'        <paletteEntry value="{value}" color="#{colour.lower()}" alpha="255" label="{name}"/>'
+                        for value, (name, colour, _) in MAP_CLASSES.items())
+    classes = (f'    <rasterrenderer type="paletted" band="1" opacity="1" nodataColor="">\n'
+               f"      <rasterTransparency/>\n      <colorPalette>\n{entries}\n      </colorPalette>\n"
+               f"    </rasterrenderer>")
+    stops = len(PROBABILITY_RAMP) - 1
+    items = "\n".join(f'          <item value="{100 * k / stops:g}" color="#{c}" alpha="255" label="{100 * k / stops:g} %"/>'
+                      for k, c in enumerate(PROBABILITY_RAMP))
+    probability = ('    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" classificationMin="0" '
+                   'classificationMax="100" nodataColor="">\n      <rastershader>\n'
+                   '        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" '
+                   f'minimumValue="0" maximumValue="100">\n{items}\n        </colorrampshader>\n'
+                   "      </rastershader>\n    </rasterrenderer>")
+    written = []
+    for raster, renderer in ((map_path, classes), (probability_path, probability)):
+        style = Path(raster).with_suffix(".qml")
+        with atomic_path(style) as tmp:
+            tmp.write_text(_QML.format(renderer=renderer))
+        written.append(style)
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+
+    fig = plt.figure(figsize=(2.6, 1.2))
+    fig.legend(handles=[Patch(facecolor=f"#{colour}", edgecolor="grey", label=f"{name} ({description})")
+                        for name, colour, description in MAP_CLASSES.values()]
+               + [Patch(facecolor="white", edgecolor="grey", label="no data (255)")], loc="center", frameon=False)
+    _save(fig, legend_png)
+    return [*written, Path(legend_png)]
+
+
 def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     """PNG quick looks of the class map (with a legend) and the probability map (with a colour bar)."""
     plt = _pyplot()
