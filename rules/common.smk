@@ -102,6 +102,14 @@ def reference_source(wildcards):
     return local_path(ref["path"]) if ref else []
 
 
+def accuracy_outputs(wildcards):
+    """The assessment and area estimate an area's STAC item reports, where it has a reference."""
+    if not config["areas"][wildcards.area].get("reference"):
+        return {}
+    return {"metrics": f"results/{wildcards.area}/assessment/metrics.json",
+            "area_estimate": f"results/{wildcards.area}/assessment/area.json"}
+
+
 def labelled_sample(wildcards):
     """The interpreted sample when the config names one (else the step labels it from the reference)."""
     path = config["assess"].get("labelled_sample")

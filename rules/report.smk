@@ -101,13 +101,18 @@ rule area_estimate:
 
 rule stac_item:
     input:
+        unpack(accuracy_outputs),
         map="results/{area}/cropland.tif",
         probability="results/{area}/cropland_probability.tif",
+        styles=multiext("results/{area}/cropland", ".qml", "_probability.qml", "_legend.png"),
         model="results/{area}/model/model.pt",
     output:
         "results/{area}/cropland.stac.json",
     params:
         settings=step_settings("stac_item"),
+        accuracy=lambda wildcards, input: (
+            f"--metrics {input.metrics} --area-estimate {input.area_estimate}" if "metrics" in input.keys() else ""
+        ),
     log:
         "results/{area}/logs/stac_item.log",
     benchmark:
@@ -116,4 +121,4 @@ rule stac_item:
         "../envs/torch.yaml"
     shell:
         "cropmap stac-item --settings {params.settings:q} --map {input.map} --probability {input.probability} "
-        "--model {input.model} --area {wildcards.area} --out {output} > {log} 2>&1"
+        "--model {input.model} {params.accuracy} --area {wildcards.area} --out {output} > {log} 2>&1"

@@ -99,6 +99,28 @@ def test_map_is_a_cog_with_crs_overviews_and_nodata(workflow):
     assert values <= {0, 1, 255} and {0, 1} & values
 
 
+def test_stac_item_declares_its_extensions_reports_accuracy_and_validates_offline(workflow):
+    import pystac
+    from pystac.validation import JsonSchemaSTACValidator
+
+    results = workflow / "results/demo"
+    payload = json.loads((results / "cropland.stac.json").read_text())
+    validator = JsonSchemaSTACValidator()  # pystac's own core schemas, and the extensions' shipped here
+    for path in (REPO / "tests/data/stac-schemas").glob("*.json"):
+        schema = json.loads(path.read_text())
+        validator.schema_cache[schema["$id"].rstrip("#")] = schema
+    assert set(payload["stac_extensions"]) <= set(validator.schema_cache)
+    pystac.Item.from_dict(payload).validate(validator=validator)
+    accuracy = json.loads((results / "assessment/metrics.json").read_text())["sources"]["map"]
+    assert payload["properties"]["cropmap:accuracy"]["f1"] == accuracy["f1"]
+    area = json.loads((results / "assessment/area.json").read_text())
+    estimate = payload["properties"]["cropmap:area_estimate"]
+    assert estimate["cropland_ha"] == area["area"][1] and estimate["cropland_ci95_ha"] == area["area_ci95"][1]
+    assert [c["name"] for c in payload["assets"]["cropland"]["classification:classes"]] == ["non-crop", "crop", "no-data"]
+    assert payload["assets"]["probability"]["raster:bands"][0]["unit"] == "percent"
+    assert {"cropland_style", "probability_style", "legend"} <= set(payload["assets"])
+
+
 def test_assessment_lists_every_source(workflow):
     metrics = json.loads((workflow / "results/demo/assessment/metrics.json").read_text())["sources"]
     assert set(metrics) == {"map", "consensus", "worldcover", "esri", "glad"}

@@ -278,9 +278,10 @@ def cmd_stac_item(args) -> None:
     from cropmap.training import load_checkpoint
 
     settings = _settings(args.settings)
-    checkpoint = load_checkpoint(args.model) if args.model else None
-    metrics = read_json(args.metrics) if args.metrics else None
-    map_stac_item(map_path=args.map, probability_path=args.probability, checkpoint=checkpoint, metrics=metrics,
+    map_stac_item(map_path=args.map, probability_path=args.probability,
+                  checkpoint=load_checkpoint(args.model) if args.model else None,
+                  metrics=read_json(args.metrics) if args.metrics else None,
+                  area_estimate=read_json(args.area_estimate) if args.area_estimate else None,
                   area=args.area, season=settings["season"], out_path=args.out)
 
 
@@ -396,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", required=True)
     p.add_argument("--probability", required=True)
     p.add_argument("--model")
-    p.add_argument("--metrics")
+    p.add_argument("--metrics", help="the assessment's metrics.json")
+    p.add_argument("--area-estimate", help="the area estimate's area.json")
     p.add_argument("--area", required=True)
     p.add_argument("--out", required=True)
     return parser
