@@ -148,7 +148,7 @@ rule ablation_assess:
     benchmark:
         "results/{area}/benchmarks/ablation/assess.tsv"
     conda:
-        "../envs/geo.yaml"
+        "../envs/torch.yaml"
     shell:
         "cropmap ablation-table --settings {params.settings:q} --map {input.map} {params.maps} "
         "--models {input.models} --labels {input.labels} --out {output.metrics} --table {output.table} "
