@@ -138,6 +138,28 @@ def test_consensus_labels_beat_every_product(workflow):
     assert accuracy["consensus"] > max(accuracy[p] for p in ("worldcover", "esri", "glad"))
 
 
+def test_an_area_of_ones_own_runs_alone_from_its_own_config_file(workflow):
+    """`--configfile myarea.yaml` merges into config.yaml; its `area:` makes only that area run."""
+    config = tiny_config()
+    own = config["areas"].pop("demo")
+    from conftest import bbox_inside
+    from cropmap.grid import Tile
+
+    own["aoi"] = {"bbox": bbox_inside(Tile(1090, 6800, "EPSG:32614", 10.0, TILE))}  # one tile east of the demo's
+    for key in ("stac", "reference"):
+        own[key] = json.loads(json.dumps(own[key]).replace("results/demo/", "results/mine/"))
+    own["glc"] = json.loads(json.dumps(own["glc"]).replace("results/demo/", "results/mine/"))
+    (workflow / "myarea.yaml").write_text(yaml.safe_dump({"area": "mine", "areas": {"mine": own}}))
+    plan = snakemake(workflow, "-n", "--configfile", "myarea.yaml")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert "results/mine/" in plan.stdout and "results/demo/" not in plan.stdout
+    run = snakemake(workflow, "--configfile", "myarea.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    with rasterio.open(workflow / "results/mine/cropland.tif") as src:
+        assert src.shape == (TILE, TILE)
+    assert "Nothing to be done" in (r := snakemake(workflow, "-n")).stdout + r.stderr  # the demo untouched
+
+
 def test_second_run_does_nothing(workflow):
     run = snakemake(workflow, "-n")
     assert run.returncode == 0
