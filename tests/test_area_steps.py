@@ -154,7 +154,7 @@ def test_label_quality_tile_by_tile_equals_the_whole_arrays(area, tmp_path):
 
 
 def test_sample_drawn_window_by_window_is_stratified_and_exact(area, tmp_path):
-    from cropmap.report import draw_sample, map_class_counts
+    from cropmap.sampling import draw_sample, map_class_counts
 
     root = area["root"]
     mosaic(area["prediction_paths"], area["grid"], band=1, out_path=root / "map3.tif", resampling="nearest")

@@ -188,9 +188,9 @@ def test_training_needs_only_the_patch_stores(block_files, tmp_path):
     root, cubes, tiles = block_files
     copies = [shutil.copy(cube, tmp_path) for cube in cubes]
     labels = shutil.copy(root / "labels.tif", tmp_path)
-    for kind, settings in (("pretrain", PRETRAIN), ("train", TRAIN)):
+    for kind, kind_settings in (("pretrain", PRETRAIN), ("train", TRAIN)):
         write_block_patches(kind=kind, cube_paths=copies, label_paths=[labels], block="bx0001y0002",
-                            settings=settings, out_path=tmp_path / f"{kind}.nc")
+                            settings=kind_settings, out_path=tmp_path / f"{kind}.nc")
     for path in [*copies, labels]:
         (tmp_path / path).unlink()
     model = {"width": 8, "heads": 2, "temporal_layers": 1, "attention_pool": 4}

@@ -23,8 +23,8 @@ from cropmap.conventions import NODATA
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid, Tile
 
-__all__ = ["Reference", "ablation_table", "assess", "assess_area", "summarise_seeds", "summary_table", "binary_metrics", "confusion", "metrics_from_confusion", "metrics_table",
-           "reference_from_settings", "reference_on_grid", "stratified_estimate"]
+__all__ = ["Reference", "ablation_table", "assess", "assess_area", "binary_metrics", "confusion", "metrics_from_confusion",
+           "metrics_table", "reference_from_settings", "reference_on_grid", "summarise_seeds", "summary_table"]
 
 
 def confusion(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -399,53 +399,3 @@ def ablation_table(*, settings: Mapping[str, Any], map_path: str, maps: Mapping[
     shown = [n for n in metrics if "@" not in n or n in first_seeds]
     confusion_plot({n: metrics[n] for n in shown}, out_confusion_png)
     return table
-
-
-def stratified_estimate(counts, mapped_area, *, z: float = 1.96) -> dict[str, Any]:
-    """Accuracy and area from a stratified random sample (Olofsson et al. 2014, RSE 148, eqs. 2-11).
-
-    counts: (k, k) sample counts, rows = map class (= stratum), columns = reference class.
-    mapped_area: (k,) mapped area of each stratum (pixels, ha, ...; areas come out in that unit).
-    Returns plain lists: `overall_accuracy` (+ `_se`), `users_accuracy`, `producers_accuracy`
-    (+ `_se`), the error matrix in area proportions, and per reference class `area`, `area_se`
-    and `area_ci95` (the half-width of the interval at `z`).
-    """
-    n = np.asarray(counts, dtype=float)
-    area = np.asarray(mapped_area, dtype=float)
-    k = n.shape[0]
-    if n.shape != (k, k) or area.shape != (k,):
-        raise ValueError(f"counts must be (k, k) and mapped_area (k,), got {n.shape} and {area.shape}")
-    n_i = n.sum(axis=1)
-    if np.any(n_i < 2):
-        raise DataError("every stratum needs at least 2 sample points for a standard error")
-    total = area.sum()
-    w = area / total
-    p = w[:, None] * n / n_i[:, None]  # error matrix in area proportions
-    p_ref = p.sum(axis=0)
-    oa = float(np.trace(p))
-    users = np.diag(n) / n_i
-    var_users = users * (1 - users) / (n_i - 1)
-    var_oa = float(np.sum(w**2 * users * (1 - users) / (n_i - 1)))
-    producers = np.divide(np.diag(p), p_ref, out=np.zeros(k), where=p_ref > 0)
-    ref_total = (area[:, None] * n / n_i[:, None]).sum(axis=0)  # estimated reference area per class
-    var_producers = np.zeros(k)
-    for j in range(k):
-        if ref_total[j] == 0:
-            continue
-        own = area[j] ** 2 * (1 - producers[j]) ** 2 * users[j] * (1 - users[j]) / (n_i[j] - 1)
-        others = sum(area[i] ** 2 * (n[i, j] / n_i[i]) * (1 - n[i, j] / n_i[i]) / (n_i[i] - 1)
-                     for i in range(k) if i != j)
-        var_producers[j] = (own + producers[j] ** 2 * others) / ref_total[j] ** 2
-    se_p_ref = np.sqrt(np.sum((w[:, None] * p - p**2) / (n_i[:, None] - 1), axis=0))
-    return {
-        "error_matrix_proportions": p.tolist(),
-        "overall_accuracy": oa,
-        "overall_accuracy_se": var_oa**0.5,
-        "users_accuracy": users.tolist(),
-        "users_accuracy_se": np.sqrt(var_users).tolist(),
-        "producers_accuracy": producers.tolist(),
-        "producers_accuracy_se": np.sqrt(var_producers).tolist(),
-        "area": (p_ref * total).tolist(),
-        "area_se": (se_p_ref * total).tolist(),
-        "area_ci95": (z * se_p_ref * total).tolist(),
-    }

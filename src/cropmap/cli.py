@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from cropmap.conventions import available_cores
+from cropmap.conventions import NODATA, available_cores
 from cropmap.credentials import RedactingFilter, redact
 from cropmap.errors import CropmapError
 
@@ -86,8 +86,8 @@ def cmd_labels(args) -> None:
     block = block_by_id(settings["grid"], settings["block_tiles"], args.block)
     labels = block_labels(block=block, products=settings["products"], consensus=settings["consensus"])
     write_block_labels(args.out, labels, block=block, product_names=list(settings["products"]))
-    inside = labels[1] != 255
-    labelled = labels[0] != 255
+    inside = labels[1] != NODATA
+    labelled = labels[0] != NODATA
     print(f"block {args.block}: {len(block.tiles)} tiles, labelled {labelled.sum() / max(inside.sum(), 1):.1%}, "
           f"crop share of labels {np.mean(labels[0][labelled] == 1) if labelled.any() else 0:.1%} -> {args.out}")
 
@@ -232,42 +232,17 @@ def cmd_availability(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from cropmap.report import draw_sample, map_class_counts, sample_sizes
+    from cropmap.sampling import sample_map
 
-    settings = _settings(args.settings)
-    counts = map_class_counts(args.map).astype(float)
-    if counts.sum() == 0:
-        raise CropmapError(f"sample: the map {args.map} has no mapped pixel")
-    sizes = sample_sizes(counts / counts.sum(), expected_users_accuracy=settings["expected_users_accuracy"],
-                         target_se=settings["target_se"], min_per_stratum=settings["min_per_stratum"])
-    points = draw_sample(map_path=args.map, sizes=sizes, seed=settings["seed"], out_csv=args.csv, out_gpkg=args.gpkg)
-    print(f"{len(points)} sample points (non-crop {sizes[0]}, crop {sizes[1]}) -> {args.csv}, {args.gpkg}")
+    points = sample_map(settings=_settings(args.settings), map_path=args.map, out_csv=args.csv, out_gpkg=args.gpkg)
+    print(f"{len(points)} sample points -> {args.csv}, {args.gpkg}")
 
 
 def cmd_area(args) -> None:
-    import rasterio
+    from cropmap.sampling import estimate_area
 
-    from cropmap.report import area_estimate, label_sample_from_raster
-
-    settings = _settings(args.settings)
-    labelled = settings.get("labelled_sample")
-    if labelled:
-        import shutil
-
-        from cropmap.io import atomic_path
-
-        with atomic_path(args.labelled_out) as tmp:
-            shutil.copyfile(labelled, tmp)
-    else:
-        ref = settings.get("reference")
-        if not ref:
-            raise CropmapError("area: give assess.labelled_sample (the interpreted sample) or a reference raster")
-        with rasterio.open(args.map) as src:
-            map_crs = src.crs
-        labelled = args.labelled_out
-        label_sample_from_raster(args.sample, map_crs=map_crs, reference_path=ref["path"],
-                                 crop_classes=ref["crop_classes"], out_csv=labelled)
-    result = area_estimate(map_path=args.map, labelled_sample=labelled, out_json=args.out, out_csv=args.csv)
+    result = estimate_area(settings=_settings(args.settings), map_path=args.map, sample_csv=args.sample,
+                           labelled_out=args.labelled_out, out_json=args.out, out_csv=args.csv)
     print(f"cropland {result['area'][1]:.0f} ha ± {result['area_ci95'][1]:.0f} ha (95 %), "
           f"mapped {result['mapped_area_ha'][1]:.0f} ha; overall accuracy {result['overall_accuracy']:.3f}")
 

@@ -17,11 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from cropmap.glc import CROP, NODATA, NONCROP
+from cropmap.conventions import CROP, NODATA, NONCROP
 
-__all__ = ["consensus_labels", "clean_labels", "UNLABELLED", "RULES"]
+__all__ = ["consensus_labels", "clean_labels", "RULES"]
 
-UNLABELLED = NODATA
 RULES = ("unanimous", "k_of_n", "weighted")
 
 
@@ -56,7 +55,7 @@ def consensus_labels(
         is_noncrop = share <= 1 - weighted_threshold
     else:
         raise ValueError(f"unknown consensus rule {rule!r} (expected one of {RULES})")
-    labels = np.full(products.shape[1:], UNLABELLED, np.uint8)
+    labels = np.full(products.shape[1:], NODATA, np.uint8)
     labels[enough & is_crop] = CROP
     labels[enough & is_noncrop & ~is_crop] = NONCROP
     agreeing = np.maximum(crop_votes, noncrop_votes)
@@ -79,5 +78,5 @@ def clean_labels(labels: np.ndarray, *, erode_px: int = 0, min_patch_px: int = 0
                 small = sizes < min_patch_px
                 small[0] = False
                 keep = keep & ~small[lab]
-        out[mask & ~keep] = UNLABELLED
+        out[mask & ~keep] = NODATA
     return out

@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree
 from shapely.geometry import box, mapping
 from tqdm import tqdm
 
+from cropmap.conventions import NODATA
 from cropmap.grid import AreaGrid, reproject_geometry, tiles_for_area
 from cropmap.io import atomic_path, write_geotiff
 
@@ -355,7 +356,7 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
 def write_reference(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.random.Generator,
                     points_per_class: int = 150) -> None:
     truth = np.isin(land.landcover, CROP_CLASSES).astype(np.uint8)
-    write_geotiff(out_dir / "cropland_truth.tif", truth, transform=grid.transform, crs=grid.crs, nodata=255, cog=True)
+    write_geotiff(out_dir / "cropland_truth.tif", truth, transform=grid.transform, crs=grid.crs, nodata=NODATA, cog=True)
     write_geotiff(out_dir / "landcover_truth.tif", land.landcover, transform=grid.transform, crs=grid.crs,
                   nodata=0, cog=True, tags={f"class_{k}": v for k, v in LANDCOVER_CLASSES.items()})
     to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)

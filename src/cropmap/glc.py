@@ -16,14 +16,12 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
+from cropmap.conventions import CROP, NODATA, NONCROP
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 
-__all__ = ["CROP", "NONCROP", "NODATA", "Legend", "PRODUCTS", "legend_for", "recode", "product_sources",
+__all__ = ["Legend", "PRODUCTS", "legend_for", "recode", "product_sources",
            "product_on_tile"]
-
-CROP, NONCROP, NODATA = 1, 0, 255
-
 
 @dataclass(frozen=True)
 class Legend:

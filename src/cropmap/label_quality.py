@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from cropmap.assessment import reference_from_settings
-from cropmap.consensus import UNLABELLED
+from cropmap.conventions import NODATA
 from cropmap.grid import AreaGrid, tiles_for_area
-from cropmap.io import atomic_path, write_json
+from cropmap.io import write_json
 from cropmap.labels import BlockRasters, product_band
 
 __all__ = ["LabelCounts", "label_quality", "summarise_labels"]
@@ -36,10 +36,10 @@ class LabelCounts:
         """Count one window: consensus `labels`, the recoded `products`, and the reference (1 / 0 / 255)."""
         stack = [products[name] for name in self.names]
         self.pixels += labels.size
-        labelled = labels != UNLABELLED
+        labelled = labels != NODATA
         self.labelled += int(labelled.sum())
         self.labelled_crop += int(np.sum(labels[labelled] == 1))
-        has = [p != UNLABELLED for p in stack]
+        has = [p != NODATA for p in stack]
         for i, product in enumerate(stack):
             self.covered[i] += int(has[i].sum())
             self.covered_crop[i] += int(np.sum(product[has[i]] == 1))
@@ -50,7 +50,7 @@ class LabelCounts:
         if reference is not None:
             self.with_reference = True
             for k, values in enumerate([labels, *stack]):
-                sel = (values != UNLABELLED) & (reference != UNLABELLED)
+                sel = (values != NODATA) & (reference != NODATA)
                 self.checked[k] += int(sel.sum())
                 self.correct[k] += int(np.sum(values[sel] == reference[sel]))
 
@@ -87,14 +87,14 @@ def summarise_labels(labels: np.ndarray, products: Mapping[str, np.ndarray],
 
 
 def _plot(labels, agreeing, summary, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
+    from cropmap.plotting import pyplot, save_png
+
+    plt = pyplot()
+
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
-    shown = np.where(labels == UNLABELLED, 2, labels).astype(float)
+    shown = np.where(labels == NODATA, 2, labels).astype(float)
     axes[0].imshow(shown, cmap=ListedColormap(["#8c6d31", "#f2c72e", "#dddddd"]), vmin=0, vmax=2,
                    interpolation="nearest")
     axes[0].set_title(f"consensus labels ({summary['labelled_fraction']:.0%} labelled)\n"
@@ -113,9 +113,7 @@ def _plot(labels, agreeing, summary, path) -> None:
     for ax in axes[:2]:
         ax.set_axis_off()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_png(fig, path, dpi=90, tight=False)
 
 
 def label_quality(*, settings: dict[str, Any], label_paths: Sequence[str], out_json, out_png,
@@ -130,7 +128,7 @@ def label_quality(*, settings: dict[str, Any], label_paths: Sequence[str], out_j
     reference = reference_from_settings(ref, grid.crs) if ref else None
     counts = LabelCounts(list(bands))
     step = max(1, int(np.ceil(max(grid.shape) / plot_side)))
-    picture = np.full((2, *(-(-n // step) for n in grid.shape)), UNLABELLED, np.uint8)  # labels, agreeing
+    picture = np.full((2, *(-(-n // step) for n in grid.shape)), NODATA, np.uint8)  # labels, agreeing
     for tile in tiles:
         labels = blocks.read(tile.bounds, band=1, name=tile.id)
         agreeing = blocks.read(tile.bounds, band=3, name=tile.id)
@@ -146,5 +144,5 @@ def label_quality(*, settings: dict[str, Any], label_paths: Sequence[str], out_j
         reference.check(grid.bounds)
     summary = counts.summary()
     write_json(out_json, summary)
-    _plot(picture[0], np.where(picture[1] == UNLABELLED, 0, picture[1]), summary, out_png)
+    _plot(picture[0], np.where(picture[1] == NODATA, 0, picture[1]), summary, out_png)
     return summary

@@ -17,7 +17,8 @@ from rasterio.windows import from_bounds
 
 from cropmap.consensus import clean_labels, consensus_labels
 from cropmap.errors import DataError
-from cropmap.glc import NODATA, legend_for, product_on_tile, product_sources
+from cropmap.conventions import NODATA
+from cropmap.glc import legend_for, product_on_tile, product_sources
 from cropmap.grid import AreaGrid, Tile
 from cropmap.io import write_geotiff
 

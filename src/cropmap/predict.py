@@ -17,6 +17,7 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
+from cropmap.conventions import NODATA
 from cropmap.dataset import standardise
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 __all__ = ["blend_weights", "classify", "load_model", "mosaic", "predict_block", "predict_probability",
            "tile_probability", "window_starts", "write_block_prediction"]
 
-NODATA = 255
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:

@@ -13,31 +13,11 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from cropmap.assessment import stratified_estimate
-from cropmap.errors import DataError
+from cropmap.conventions import CLASS_NAMES, CROP, NODATA
 from cropmap.io import atomic_path, write_json
+from cropmap.plotting import pyplot, save_png
 
-__all__ = ["quicklook", "availability", "confusion_plot", "sample_sizes", "draw_sample", "map_class_counts", "read_labelled_sample",
-           "area_estimate", "map_stac_item"]
-
-CLASS_NAMES = ("non-crop", "crop")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path) -> None:
-    plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
+__all__ = ["availability", "confusion_plot", "map_stac_item", "map_styles", "quicklook"]
 
 def _read_overview(path, max_side: int = 1024) -> tuple[np.ndarray, Any]:
     """Band 1 decimated to at most `max_side` pixels (from the overviews when there are), and the CRS."""
@@ -82,42 +62,42 @@ def map_styles(*, map_path, probability_path, legend_png) -> list[Path]:
         with atomic_path(style) as tmp:
             tmp.write_text(_QML.format(renderer=renderer))
         written.append(style)
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     fig = plt.figure(figsize=(2.6, 1.2))
     fig.legend(handles=[Patch(facecolor=f"#{colour}", edgecolor="grey", label=f"{name} ({description})")
                         for name, colour, description in MAP_CLASSES.values()]
                + [Patch(facecolor="white", edgecolor="grey", label="no data (255)")], loc="center", frameon=False)
-    _save(fig, legend_png)
+    save_png(fig, legend_png)
     return [*written, Path(legend_png)]
 
 
 def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     """PNG quick looks of the class map (with a legend) and the probability map (with a colour bar)."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     classes, crs = _read_overview(map_path)
     fig, ax = plt.subplots(figsize=(7, 7))
-    shown = np.where(classes == 255, 2, classes).astype(float)
+    shown = np.where(classes == NODATA, 2, classes).astype(float)
     colours = ["#8c6d31", "#f2c72e", "#ffffff"]
     ax.imshow(shown, cmap=ListedColormap(colours), vmin=0, vmax=2, interpolation="nearest")
     ax.legend(handles=[Patch(color=colours[1], label="cropland"), Patch(color=colours[0], label="other land"),
                        Patch(facecolor="white", edgecolor="grey", label="no data")], loc="lower right")
-    crop_share = np.mean(classes[classes != 255] == 1) if (classes != 255).any() else 0.0
+    crop_share = np.mean(classes[classes != NODATA] == CROP) if (classes != NODATA).any() else 0.0
     ax.set_title(f"cropland map ({crop_share:.0%} cropland), {crs}")
     ax.set_axis_off()
-    _save(fig, map_png)
+    save_png(fig, map_png)
 
     prob, _ = _read_overview(probability_path)
     fig, ax = plt.subplots(figsize=(7.8, 7))
-    im = ax.imshow(np.ma.masked_equal(prob, 255), cmap="YlGn", vmin=0, vmax=100, interpolation="nearest")
+    im = ax.imshow(np.ma.masked_equal(prob, NODATA), cmap="YlGn", vmin=0, vmax=100, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label="cropland probability (%)")
     ax.set_title("cropland probability")
     ax.set_axis_off()
-    _save(fig, probability_png)
+    save_png(fig, probability_png)
 
 
 def availability(*, cube_paths: Sequence[str], out_png, out_csv, out_scenes_csv,
@@ -127,7 +107,7 @@ def availability(*, cube_paths: Sequence[str], out_png, out_csv, out_scenes_csv,
     Returns the scene records of tiles that skipped scenes or saw no clear observation."""
     import xarray as xr
 
-    plt = _pyplot()
+    plt = pyplot()
     rows, names, dates, scenes = [], [], None, []
     for path in cube_paths:
         with xr.open_dataset(path, engine="netcdf4") as cube:
@@ -170,13 +150,13 @@ def availability(*, cube_paths: Sequence[str], out_png, out_csv, out_scenes_csv,
         ax.set_title(f"share of pixels with a clear observation per composite period, {len(names)} tiles "
                      f"({flagged} flagged: see scenes.csv)")
     ax.set_xticks(range(len(dates)), dates, rotation=90, fontsize=7)
-    _save(fig, out_png)
+    save_png(fig, out_png)
     return [r for r in scenes if r["scenes_skipped"] or r["no_clear_observation"]]
 
 
 def confusion_plot(metrics: Mapping[str, Mapping[str, Any]], out_png) -> None:
     """Confusion matrices (pixel counts, rows = reference) of every source, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(metrics)
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -191,143 +171,7 @@ def confusion_plot(metrics: Mapping[str, Mapping[str, Any]], out_png) -> None:
         ax.set_ylabel("reference")
         ax.set_title(f"{name}  F1 {metrics[name]['f1']:.3f}")
     fig.tight_layout()
-    _save(fig, out_png)
-
-
-def sample_sizes(mapped_share: Sequence[float], *, expected_users_accuracy: Sequence[float],
-                 target_se: float, min_per_stratum: int) -> list[int]:
-    """Stratified sample sizes for a target standard error of overall accuracy (Olofsson et al.
-    2014, eq. 13: n = (sum W_i S_i / S(O))^2 with S_i = sqrt(U_i (1 - U_i))), allocated in
-    proportion to area, then raised to at least `min_per_stratum` per stratum."""
-    w = np.asarray(mapped_share, float)
-    s = np.sqrt(np.asarray(expected_users_accuracy) * (1 - np.asarray(expected_users_accuracy)))
-    total = int(np.ceil((np.sum(w * s) / target_se) ** 2))
-    return [int(max(min_per_stratum, round(total * wi))) for wi in w]
-
-
-def _window_class_counts(src, size: int = 2048) -> tuple[list, np.ndarray]:
-    """The windows of a class map (`cropmap.io.iter_windows`) and (n_windows, 2) pixels of class 0 and 1 in each."""
-    from cropmap.io import iter_windows
-
-    windows = list(iter_windows(src.height, src.width, size=size))
-    counts = np.zeros((len(windows), 2), np.int64)
-    for w, window in enumerate(windows):
-        classes = src.read(1, window=window)
-        counts[w] = np.sum(classes == 0), np.sum(classes == 1)
-    return windows, counts
-
-
-def map_class_counts(map_path) -> np.ndarray:
-    """Pixels of class 0 (non-crop) and 1 (crop) of a class map, read window by window."""
-    with rasterio.open(map_path) as src:
-        return _window_class_counts(src)[1].sum(axis=0)
-
-
-def draw_sample(*, map_path, sizes: Sequence[int], seed: int, out_csv, out_gpkg,
-                window: int = 2048) -> list[dict[str, Any]]:
-    """A stratified random sample of pixel centres, strata = map classes (0, 1); written as CSV and
-    GeoPackage with an empty `reference` column for photo-interpretation.
-
-    Each stratum's points are drawn without replacement among all its pixels, as ranks in the
-    stratum; two passes over the map's windows (count, then pick) keep memory to one window."""
-    from pyproj import Transformer
-
-    rng = np.random.default_rng(seed)
-    points = []
-    with rasterio.open(map_path) as src:
-        transform, crs = src.transform, src.crs
-        windows, counts = _window_class_counts(src, window)
-        to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-        for stratum, n in enumerate(sizes):
-            total = int(counts[:, stratum].sum())
-            if total == 0:
-                continue
-            ranks = np.sort(rng.choice(total, size=min(n, total), replace=False))
-            starts = np.concatenate([[0], np.cumsum(counts[:, stratum])])
-            for w in np.unique(np.searchsorted(starts, ranks, side="right") - 1):
-                win = windows[w]
-                here = ranks[(ranks >= starts[w]) & (ranks < starts[w + 1])] - starts[w]
-                flat = np.flatnonzero(src.read(1, window=win).ravel() == stratum)[here]
-                rows, cols = np.unravel_index(flat, (win.height, win.width))
-                xs, ys = transform * (cols + win.col_off + 0.5, rows + win.row_off + 0.5)
-                lons, lats = to_lonlat.transform(xs, ys)
-                for x, y, lon, lat in zip(xs, ys, lons, lats):
-                    points.append({"id": len(points), "stratum": stratum, "map_class": stratum, "x": float(x),
-                                   "y": float(y), "lon": float(lon), "lat": float(lat), "reference": ""})
-    fields = ["id", "stratum", "map_class", "x", "y", "lon", "lat", "reference"]
-    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(points)
-    _write_gpkg(points, crs, out_gpkg)
-    return points
-
-
-def _write_gpkg(points, crs, path) -> None:
-    import pyogrio.raw
-    import shapely
-
-    geometry = shapely.to_wkb(shapely.points([(p["x"], p["y"]) for p in points]))
-    field_data = [np.array([p["id"] for p in points], np.int32), np.array([p["stratum"] for p in points], np.int32),
-                  np.array([p["lon"] for p in points]), np.array([p["lat"] for p in points]),
-                  np.array([p["reference"] for p in points], dtype=object)]
-    with atomic_path(path) as tmp:
-        pyogrio.raw.write(str(tmp), geometry, field_data, ["id", "stratum", "lon", "lat", "reference"],
-                          driver="GPKG", geometry_type="Point", crs=crs.to_wkt(), layer="sample")
-
-
-def label_sample_from_raster(sample_csv, *, map_crs, reference_path: str, crop_classes: Sequence[int],
-                             out_csv) -> None:
-    """Fill the `reference` column from a reference raster (for the demo, in place of a person)."""
-    from rasterio.warp import transform as warp_transform
-
-    with open(sample_csv) as f:
-        points = list(csv.DictReader(f))
-    with rasterio.open(reference_path) as src:
-        xs, ys = warp_transform(map_crs, src.crs, [float(p["x"]) for p in points], [float(p["y"]) for p in points])
-        values = [v[0] for v in src.sample(zip(xs, ys))]
-    for p, v in zip(points, values):
-        p["reference"] = int(v in crop_classes)
-    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(points[0]))
-        writer.writeheader()
-        writer.writerows(points)
-
-
-def read_labelled_sample(path) -> np.ndarray:
-    """Counts matrix (rows = stratum / map class, columns = reference class) of a labelled sample.
-
-    The `reference` column must hold 0 (non-crop) or 1 (crop) for every point."""
-    counts = np.zeros((2, 2), int)
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            ref = str(row.get("reference", "")).strip()
-            if ref not in ("0", "1"):
-                raise DataError(f"{path}: point {row.get('id')} has reference {ref!r}; expected 0 (non-crop) or 1 (crop)")
-            counts[int(row["stratum"]), int(ref)] += 1
-    return counts
-
-
-def area_estimate(*, map_path, labelled_sample, out_json, out_csv) -> dict[str, Any]:
-    """Stratified estimate of accuracy and cropland area (ha) with 95 % confidence intervals."""
-    with rasterio.open(map_path) as src:
-        pixel_ha = abs(src.transform.a * src.transform.e) / 10_000
-    mapped_ha = [float(n * pixel_ha) for n in map_class_counts(map_path)]
-    counts = read_labelled_sample(labelled_sample)
-    est = stratified_estimate(counts, mapped_ha)
-    result = {"classes": list(CLASS_NAMES), "sample_counts": counts.tolist(), "mapped_area_ha": mapped_ha, **est}
-    write_json(out_json, result)
-    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class", "mapped area (ha)", "estimated area (ha)", "95% CI (ha)", "user's accuracy",
-                         "producer's accuracy"])
-        for k, name in enumerate(CLASS_NAMES):
-            writer.writerow([name, f"{mapped_ha[k]:.1f}", f"{est['area'][k]:.1f}", f"± {est['area_ci95'][k]:.1f}",
-                             f"{est['users_accuracy'][k]:.3f} ± {1.96 * est['users_accuracy_se'][k]:.3f}",
-                             f"{est['producers_accuracy'][k]:.3f} ± {1.96 * est['producers_accuracy_se'][k]:.3f}"])
-        writer.writerow(["overall accuracy", "", "", "", f"{est['overall_accuracy']:.3f} ± "
-                         f"{1.96 * est['overall_accuracy_se']:.3f}", ""])
-    return result
+    save_png(fig, out_png)
 
 
 STAC_EXTENSIONS = {name: f"https://stac-extensions.github.io/{name}/v1.1.0/schema.json"
@@ -343,7 +187,7 @@ def map_stac_item(*, map_path, probability_path, checkpoint: Mapping[str, Any] |
     import pystac
     from shapely.geometry import box, mapping
 
-    from cropmap.conventions import MAP_CLASSES, NODATA
+    from cropmap.conventions import MAP_CLASSES
     from cropmap.grid import reproject_geometry
 
     with rasterio.open(map_path) as src:

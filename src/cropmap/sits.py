@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from cropmap.cloudmask import check_csmask, csmask_bands, csmask_masked, scl_masked
 from cropmap.credentials import sign_items
-from cropmap.conventions import REFLECTANCE_FILL, available_cores
+from cropmap.conventions import REFLECTANCE_FILL, REFLECTANCE_SCALE, available_cores
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 from cropmap.io import atomic_path
@@ -37,10 +37,9 @@ log = logging.getLogger(__name__)
 # a COG is one file: do not list its folder (an extra request per file on remote archives)
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 
-__all__ = ["REFLECTANCE_SCALE", "build_tile_cube", "clear_mask", "composite", "composite_dn", "composite_periods",
+__all__ = ["build_tile_cube", "clear_mask", "composite", "composite_dn", "composite_periods",
            "dask_client", "fill_gaps", "open_cube", "read_items_for_tile", "resample_bilinear", "write_cube"]
 
-REFLECTANCE_SCALE = 10000  # stored int16 = reflectance * 10000
 # time steps read in one go: fewer dask graphs, while memory stays bounded (~3 MB per 512 px step)
 READ_BATCH_STEPS = 24
 
@@ -327,7 +326,7 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
             block = filled[..., rows, :]
             block *= REFLECTANCE_SCALE  # in place: the cube is the largest array of the job
             np.round(block, out=block)
-            np.copyto(block, -9999, where=np.isnan(block))
+            np.copyto(block, REFLECTANCE_FILL, where=np.isnan(block))
             for b, band in enumerate(grid.bands):
                 reflectance[:, bands.index(band), rows] = block[:, b]
 

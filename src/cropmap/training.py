@@ -128,10 +128,9 @@ def load_checkpoint(path) -> dict[str, Any]:
 
 
 def _write_curve(csv_path, rows: list[dict[str, float]], png_path, title: str) -> None:
-    import matplotlib
+    from cropmap.plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["step"])
@@ -148,9 +147,7 @@ def _write_curve(csv_path, rows: list[dict[str, float]], png_path, title: str) -
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, png_path, tight=False)
 
 
 def _check_finite(loss: torch.Tensor, step: int, name: str, last_good: str | None) -> None:
