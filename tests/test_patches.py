@@ -13,7 +13,7 @@ from cropmap.grid import AreaGrid, Tile
 from cropmap.io import write_geotiff
 from cropmap.patches import (BudgetSampler, PatchDataset, PatchStore, draw_labelled_centres, draw_observed_centres,
                              patch_origins, split_validation, write_block_patches)
-from cropmap.sits import open_cube, write_cube
+from cropmap.cube import open_cube, write_cube
 
 BANDS = ["B02", "B03", "B04", "B08"]
 TIMES = np.array(["2023-04-05", "2023-05-05", "2023-06-04", "2023-07-04", "2023-08-03"], "datetime64[ns]")

@@ -251,10 +251,38 @@ def _build_on_local_cluster(distributed, items, tile, settings):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
         with dask_client(cluster.scheduler_address) as client:
             remote = build_tile_cube(items=items, tile=tile, settings=settings)
-            assert client.run(lambda: os.environ["GDAL_HTTP_MAX_RETRY"])  # the workers got the read settings
             # the loads ran on the cluster
             assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes)) > 0
     return remote
+
+
+def test_read_settings_travel_with_the_reader_not_the_process_environment(area):
+    """GDAL's retry options reach every read (on dask workers too) through the reader's captured
+    environment; building a cube changes no environment variable of the process."""
+    from cropmap.scenes import CheckedRioDriver
+
+    config, items, tile = area
+    before = dict(os.environ)
+    build_tile_cube(items=items, tile=tile, settings=step_settings(config, "demo", "sits"))
+    assert dict(os.environ) == before
+    env = CheckedRioDriver({}, gdal_options={"GDAL_HTTP_MAX_RETRY": "2"}).capture_env()
+    assert env["GDAL_HTTP_MAX_RETRY"] == "2" and env["VSI_CACHE"] is False
+
+
+def test_the_checked_reader_reads_what_odcs_stock_reader_reads(area, monkeypatch):
+    """On clean data, the cube built through CheckedRioDriver (its copy of odc-loader's read with the
+    CRS check) equals the cube built through odc-loader's own RioDriver."""
+    import odc.loader
+
+    import cropmap.scenes
+
+    config, items, tile = area
+    settings = step_settings(config, "demo", "sits")
+    checked = build_tile_cube(items=items, tile=tile, settings=settings)
+    monkeypatch.setattr(cropmap.scenes, "CheckedRioDriver", lambda stated_crs, gdal_options: odc.loader.RioDriver())
+    stock = build_tile_cube(items=items, tile=tile, settings=settings)
+    for name in ("reflectance", "clear_count", "never_observed"):
+        np.testing.assert_array_equal(checked[name].values, stock[name].values)
 
 
 def test_an_unreachable_scheduler_is_one_clear_error():
@@ -272,7 +300,7 @@ def test_a_cube_file_is_cf_reflectance_for_xarray_and_rioxarray(area, tmp_path):
     import rioxarray  # noqa: F401  (registers .rio)
     import xarray as xr
 
-    from cropmap.sits import open_cube, write_cube
+    from cropmap.cube import open_cube, write_cube
 
     config, items, tile = area
     cube = build_tile_cube(items=items, tile=tile, settings=step_settings(config, "demo", "sits"))

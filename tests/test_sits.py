@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cropmap.sits import (clear_mask, composite, composite_dn, composite_periods, fill_gaps, reflectance_scaling,
-                          resample_bilinear)
+from cropmap.compositing import clear_mask, composite, composite_dn, composite_periods, fill_gaps
+from cropmap.resampling import resample_bilinear
+from cropmap.sits import reflectance_scaling
 
 
 def test_clear_mask_removes_exactly_the_configured_classes():

@@ -103,7 +103,8 @@ def demo_tile(tmp_path_factory):
     from cropmap.labels import block_labels, write_block_labels
     from cropmap.patches import write_block_patches
     from cropmap.search import search_items
-    from cropmap.sits import build_tile_cube, write_cube
+    from cropmap.cube import write_cube
+    from cropmap.sits import build_tile_cube
 
     root = tmp_path_factory.mktemp("demo_tile")
     config = _config(root)

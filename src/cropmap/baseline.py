@@ -100,7 +100,7 @@ def random_forest_block(*, cube_paths: Sequence[str], model: dict[str, Any], blo
     """(2, H, W) uint8 of one block, as `cropmap.predict` writes it: class (1 crop, 0 non-crop) and
     the forest's crop probability in percent, 255 where never observed or outside the tiles."""
     from cropmap.predict import classify
-    from cropmap.sits import open_cube
+    from cropmap.cube import open_cube
 
     from cropmap.conventions import available_cores
 

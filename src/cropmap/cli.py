@@ -60,7 +60,8 @@ def cmd_search(args) -> None:
 
 def cmd_sits(args) -> None:
     from cropmap.grid import tile_by_id
-    from cropmap.sits import build_tile_cube, dask_client, read_items_for_tile, write_cube
+    from cropmap.cube import write_cube
+    from cropmap.sits import build_tile_cube, dask_client, read_items_for_tile
 
     import dask
 

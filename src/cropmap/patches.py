@@ -171,7 +171,7 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
     Memory: one tile cube at a time.
     """
     from cropmap.labels import read_window
-    from cropmap.sits import open_cube
+    from cropmap.cube import open_cube
 
     if kind == TRAIN and not label_paths:
         raise DataError("training patches need the block's label file")

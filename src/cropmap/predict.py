@@ -128,7 +128,7 @@ def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: 
 def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], block: AreaGrid,
                   settings: dict[str, Any], out_path) -> None:
     """Predict each tile cube of `block` and write the block's class and probability (percent) raster."""
-    from cropmap.sits import open_cube
+    from cropmap.cube import open_cube
 
     model = load_model(checkpoint, pick_device())
     # the setting wins; else the threshold training calibrated (0.5 for checkpoints without one)

@@ -22,9 +22,14 @@ import pystac
 import rasterio
 from affine import Affine
 from odc.geo.geobox import GeoBox
-from odc.loader._reader import pick_overview, resolve_band_query
 from odc.geo.overlap import compute_reproject_roi
-from odc.loader._rio import RioDriver, RioReader, _do_read, _reproject_info_from_rio
+from odc.loader import RioDriver, RioReader
+# No public route: odc-loader's reader opens a file and reads it in one private function
+# (`_rio_read`), and the CRS check belongs between the two, in the same open. `_CheckedRioReader.read`
+# is that function's body with the check; these are the pieces it calls (pinned odc-loader < 0.7;
+# tests/test_scenes.py compares the result with the stock reader's on clean data).
+from odc.loader._reader import pick_overview, resolve_band_query
+from odc.loader._rio import _do_read, _reproject_info_from_rio
 from odc.loader.types import RasterLoadParams, RasterSource
 from pyproj import CRS
 

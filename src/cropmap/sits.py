@@ -1,8 +1,8 @@
-"""Satellite image time series per tile: load, cloud-mask, composite, gap-fill.
+"""Satellite image time series per tile: load, cloud-mask, composite, gap-fill, store.
 
-The maths (`clear_mask`, `composite`, `fill_gaps`) are pure numpy functions; `build_tile_cube`
-does the I/O: an odc-stac load of the tile's grid, one composite period at a time so that memory
-is bounded by the scenes of one period, not the season.
+`build_tile_cube` reads the scenes with odc-stac (`cropmap.scenes`' checked reader), one batch of
+composite periods at a time so that memory is bounded by a few periods' scenes, not the season; the
+maths are in `cropmap.compositing` and `cropmap.resampling`, the file in `cropmap.cube`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,173 +25,19 @@ from tqdm import tqdm
 
 from cropmap.cloudmask import check_csmask, csmask_bands, csmask_masked, scl_masked
 from cropmap.credentials import sign_items
-from cropmap.conventions import REFLECTANCE_FILL, REFLECTANCE_SCALE, available_cores
+from cropmap.compositing import composite, composite_dn, composite_periods, fill_gaps, grown_mask, in_blocks
+from cropmap.conventions import REFLECTANCE_FILL, REFLECTANCE_SCALE
 from cropmap.errors import DataError
 from cropmap.grid import Tile
-from cropmap.io import atomic_path
+from cropmap.resampling import nearest_indices, resample_bilinear
 from cropmap.scenes import AssetMismatch, SkippedScene, first_line, is_missing_file, with_retries
 
 log = logging.getLogger(__name__)
 
-# a COG is one file: do not list its folder (an extra request per file on remote archives)
-os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
-
-__all__ = ["build_tile_cube", "clear_mask", "composite", "composite_dn", "composite_periods",
-           "dask_client", "fill_gaps", "open_cube", "read_items_for_tile", "resample_bilinear", "write_cube"]
+__all__ = ["build_tile_cube", "dask_client", "read_items_for_tile", "reflectance_scaling"]
 
 # time steps read in one go: fewer dask graphs, while memory stays bounded (~3 MB per 512 px step)
 READ_BATCH_STEPS = 24
-
-
-def composite_periods(season: dict[str, str], interval_days: int) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive [start, end) periods of `interval_days` covering the season (end inclusive)."""
-    start = dt.date.fromisoformat(season["start"])
-    end = dt.date.fromisoformat(season["end"]) + dt.timedelta(days=1)
-    periods = []
-    while start < end:
-        stop = min(start + dt.timedelta(days=interval_days), end)
-        periods.append((start, stop))
-        start = stop
-    return periods
-
-
-def clear_mask(scl: np.ndarray, *, masked_classes: Sequence[int], dilation_px: int = 0) -> np.ndarray:
-    """True where an observation is clear: SCL not in `masked_classes`, after growing the masked
-    area by `dilation_px` pixels in the two image axes (the last two of `scl`; 4-connected steps, as
-    `scipy.ndimage.binary_dilation` with a cross)."""
-    return ~_grown(scl_masked(scl, classes=masked_classes), dilation_px)
-
-
-def _grown(masked: np.ndarray, px: int) -> np.ndarray:
-    """`masked` grown by `px` 4-connected steps in its last two axes."""
-    for _ in range(max(int(px), 0)):
-        grown = masked.copy()
-        grown[..., 1:, :] |= masked[..., :-1, :]
-        grown[..., :-1, :] |= masked[..., 1:, :]
-        grown[..., :, 1:] |= masked[..., :, :-1]
-        grown[..., :, :-1] |= masked[..., :, 1:]
-        masked = grown
-    return masked
-
-
-def composite(values: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median of clear observations.
-
-    values: (obs, bands, y, x) float; clear: (obs, y, x) bool.
-    Returns (bands, y, x) float32 with NaN where no clear observation, and (y, x) clear counts.
-    """
-    count = clear.sum(axis=0)
-    if values.shape[0] == 0:
-        return np.full(values.shape[1:], np.nan, np.float32), count.astype(np.uint8)
-    masked = np.where(clear[:, None] & ~np.isnan(values), values, np.inf).astype(np.float32)
-    # +inf sorts last, so the valid observations of each pixel come first
-    ordered = _sort_observations(masked)  # in place: `masked` is a fresh array
-    return _median_of_sorted(ordered, np.isfinite(ordered).sum(axis=0, dtype=np.int16)), \
-        np.minimum(count, 255).astype(np.uint8)
-
-
-def composite_dn(dn: np.ndarray, clear: np.ndarray) -> np.ndarray:
-    """`composite` for unsigned integer DNs, whose clear observations have data in every band.
-
-    dn: (obs, bands, y, x) unsigned ints; clear: (obs, y, x) bool.
-    Returns the (bands, y, x) float32 median, NaN where no clear observation. Sorting the integers
-    moves half the bytes of float32.
-    """
-    # the type's maximum sorts last, after the clear observations (sorted in place: a fresh array)
-    ordered = _sort_observations(np.where(clear[:, None], dn, np.iinfo(dn.dtype).max))
-    return _median_of_sorted(ordered, clear.sum(axis=0, dtype=np.int16)[None])
-
-
-def _median_of_sorted(ordered: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Median of the first `valid` entries along axis 0 of `ordered` (float32, NaN where none).
-
-    A period holds a few observations: one masked copy per possible count beats a fancy-index gather."""
-    median = np.full(ordered.shape[1:], np.nan, np.float32)
-    for k in range(1, ordered.shape[0] + 1):
-        where = valid == k
-        if not where.any():
-            continue
-        low, high = (k - 1) // 2, k // 2
-        if low == high:
-            np.copyto(median, ordered[low], where=where)
-            continue
-        middle = ordered[low].astype(np.float32)
-        middle += ordered[high]
-        middle *= np.float32(0.5)
-        np.copyto(median, middle, where=where)
-    return median
-
-
-def _sort_observations(x: np.ndarray) -> np.ndarray:
-    """`x` sorted in place along axis 0. A composite period holds a handful of observations: an
-    odd-even transposition network of element-wise min / max over whole images is then several
-    times faster than `np.sort`, which sorts millions of tiny arrays one by one."""
-    n = x.shape[0]
-    if n > 8:
-        x.sort(axis=0)
-    if n > 8 or n < 2:
-        return x
-    low = np.empty_like(x[0])
-    for step in range(n):
-        for i in range(step % 2, n - 1, 2):
-            np.minimum(x[i], x[i + 1], out=low)
-            np.maximum(x[i], x[i + 1], out=x[i + 1])
-            x[i] = low
-    return x
-
-
-def fill_gaps(cube: np.ndarray, *, axis: int = 0) -> np.ndarray:
-    """Fill NaNs by linear interpolation along `axis` (time); before the first and after the last
-    valid value, the nearest valid value is repeated. All-NaN series stay NaN."""
-    data = np.moveaxis(np.asarray(cube, dtype=np.float32), axis, 0)
-    shape, n = data.shape, data.shape[0]
-    flat = np.ascontiguousarray(data.reshape(n, -1))
-    filled = flat.copy()
-    _in_blocks(flat.shape[1], lambda cols: _fill_block(flat[:, cols], filled[:, cols]))
-    return np.moveaxis(filled.reshape(shape), 0, axis)
-
-
-def _fill_block(series: np.ndarray, out: np.ndarray) -> None:
-    """`fill_gaps` of (time, n) `series` into `out`, a copy of it: a forward pass keeps the last valid
-    value and its step, a backward pass the next ones and interpolates between them."""
-    n, m = series.shape
-    ok = ~np.isnan(series)
-    last_val = np.empty_like(series)
-    last_step = np.empty((n, m), np.float32)
-    value, step = np.full(m, np.nan, np.float32), np.full(m, np.nan, np.float32)
-    for t in range(n):
-        np.copyto(value, series[t], where=ok[t])
-        np.copyto(step, t, where=ok[t])
-        last_val[t], last_step[t] = value, step
-    value, step = np.full(m, np.nan, np.float32), np.full(m, np.nan, np.float32)
-    weight, result = np.empty(m, np.float32), np.empty(m, np.float32)
-    for t in range(n - 1, -1, -1):
-        np.copyto(value, series[t], where=ok[t])
-        np.copyto(step, t, where=ok[t])
-        if ok[t].all():
-            continue
-        before, before_step = last_val[t], last_step[t]
-        with np.errstate(invalid="ignore", divide="ignore"):  # NaN where a side is missing, 0/0 at valid steps
-            np.divide(t - before_step, step - before_step, out=weight)
-        np.subtract(value, before, out=result)
-        result *= weight
-        result += before
-        np.copyto(result, before, where=np.isnan(step))  # nothing after: repeat the last value
-        np.copyto(result, value, where=np.isnan(before_step))  # nothing before: repeat the next
-        np.copyto(out[t], result, where=~ok[t])
-
-
-def _in_blocks(n: int, work, *, min_block: int = 64) -> None:
-    """`work(block)` for consecutive slices of range(n), one per core: the numpy work of cube
-    building releases the GIL, so the blocks run in parallel."""
-    cpus = available_cores()
-    count = max(1, min(cpus, n // min_block))
-    bounds = np.linspace(0, n, count + 1).round().astype(int)
-    if count == 1:
-        work(slice(0, n))
-        return
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        list(pool.map(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
 
 
 def reflectance_scaling(item: pystac.Item, asset_key: str) -> tuple[float, float]:
@@ -254,8 +99,9 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     retry = {"retries": int(settings.get("read_retries", 3)), "backoff_s": float(settings.get("read_backoff_s", 1.0))}
     # GDAL retries HTTP 429/5xx itself with exponential backoff; its cache would answer our own
     # retries of such a request with the cached failure
-    gdal_retries = {"GDAL_HTTP_MAX_RETRY": str(retry["retries"]), "GDAL_HTTP_RETRY_DELAY": str(retry["backoff_s"])}
-    os.environ.update(gdal_retries)
+    gdal_options = {"GDAL_HTTP_MAX_RETRY": str(retry["retries"]), "GDAL_HTTP_RETRY_DELAY": str(retry["backoff_s"]),
+                    # a COG is one file: do not list its folder (a request per file on remote archives)
+                    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
     # signed in memory only: saved items keep unsigned URLs (see cropmap.credentials)
     meets = _meets_tile(tile, halo)
     items = sign_items([item for item in items if meets(item.bbox)], method=settings.get("sign", "none"))
@@ -279,14 +125,14 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
     day_items: dict[dt.date, list[pystac.Item]] = {}
     for item in items:
         day_items.setdefault(_solar_day(item), []).append(item)
-    loads = _lazy_loads(items, keys, grids, scl_band, gdal_options=gdal_retries)
+    loads = _lazy_loads(items, keys, grids, scl_band, gdal_options=gdal_options)
     days = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in loads[grids[0]].time.values]
     obs_dates = np.array([np.datetime64(day) for day in days])
     selections = [(p, np.flatnonzero((obs_dates >= np.datetime64(start)) & (obs_dates < np.datetime64(stop))))
                   for p, (start, stop) in enumerate(periods)]
     selections = [(p, sel) for p, sel in selections if sel.size]
     scenes_used, skipped = 0, []
-    scl_on_fine = _nearest_indices(src=next(grid for grid in grids if grid.scl).geobox, dst=fine)
+    scl_on_fine = nearest_indices(src=next(grid for grid in grids if grid.scl).geobox, dst=fine)
     with tqdm(total=len(selections), desc=f"tile {tile.id}", unit="period") as progress:
         for batch in _batches(selections, max_steps=READ_BATCH_STEPS):
             batch_steps = np.concatenate([sel for _, sel in batch])
@@ -330,7 +176,7 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
             for b, band in enumerate(grid.bands):
                 reflectance[:, bands.index(band), rows] = block[:, b]
 
-        _in_blocks(ny, store)
+        in_blocks(ny, store)
     centres = [np.datetime64(start + (stop - start) / 2) for start, stop in periods]
     bounds = np.array([[np.datetime64(start), np.datetime64(stop)] for start, stop in periods], dtype="datetime64[ns]")
     coords = {"time": ("time", np.array(centres, dtype="datetime64[ns]"),
@@ -482,12 +328,12 @@ def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: lis
         masked |= csmask_masked(_reflectance_on(scl_grid, csmask_bands(settings["bands"]), period, grids, step_items,
                                                 keys))
     if scl_grid is tile_grid:
-        clear = {tile_grid: ~_grown(masked, dilation) & valid[tile_grid]}
+        clear = {tile_grid: ~grown_mask(masked, dilation) & valid[tile_grid]}
     else:
         rows, cols = scl_on_fine
-        tile_clear = ~_grown(masked[:, rows][:, :, cols], dilation)
+        tile_clear = ~grown_mask(masked[:, rows][:, :, cols], dilation)
         # dilation in coarse pixels, rounded up: at least as wide as on the tile grid
-        clear = {tile_grid: tile_clear, scl_grid: ~_grown(masked, -(-dilation // 2))}
+        clear = {tile_grid: tile_clear, scl_grid: ~grown_mask(masked, -(-dilation // 2))}
         if scl_grid.bands:
             clear[scl_grid] &= valid[scl_grid]
             tile_clear &= valid[scl_grid][:, rows][:, :, cols]
@@ -506,7 +352,7 @@ def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: lis
                 for b, dn in enumerate(band_dn):
                     median[b, rows] = composite_dn(dn[:, None, rows], grid_clear[:, rows])[0]
 
-            _in_blocks(grid.geobox.shape[0], composite_rows)  # pixels are independent
+            in_blocks(grid.geobox.shape[0], composite_rows)  # pixels are independent
             for b, ((scale, offset),) in enumerate(scaling):
                 out[grid][b] = median[b] * np.float32(scale) + np.float32(offset)
             continue
@@ -543,67 +389,6 @@ def _has_data(dn: np.ndarray) -> np.ndarray:
     return (dn != 0) & ~np.isnan(dn) if np.issubdtype(dn.dtype, np.floating) else dn != 0
 
 
-def _pixel_positions(*, src, dst) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column coordinates, in `src` pixels (0 = centre of the first), of the centres of
-    `dst`'s pixels. Both grids are north-up in the same CRS."""
-    a, b = src.affine, dst.affine
-    rows = (b.f + (np.arange(dst.shape[0]) + 0.5) * b.e - a.f) / a.e - 0.5
-    cols = (b.c + (np.arange(dst.shape[1]) + 0.5) * b.a - a.c) / a.a - 0.5
-    return rows, cols
-
-
-def _nearest_indices(*, src, dst) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = _pixel_positions(src=src, dst=dst)
-    return (np.clip(np.floor(rows + 0.5), 0, src.shape[0] - 1).astype(np.intp),
-            np.clip(np.floor(cols + 0.5), 0, src.shape[1] - 1).astype(np.intp))
-
-
-def resample_bilinear(values: np.ndarray, *, src, dst) -> np.ndarray:
-    """`values` (..., y, x) on GeoBox `src` interpolated bilinearly at the pixel centres of GeoBox `dst`
-    (same CRS, north-up). NaN is no data: a value is interpolated from its valid neighbours only."""
-    rows, cols = _pixel_positions(src=src, dst=dst)
-    row_low, row_w = _linear_weights(rows, src.shape[0])
-    col_low, col_w = _linear_weights(cols, src.shape[1])
-    missing = np.isnan(values)
-    holes = missing.any(axis=tuple(range(values.ndim - 2)))
-    valid = None  # the weight of each source value, where some are missing
-    if holes.any():
-        # after gap filling a pixel lacks every date and band or none: then one 2-D weight serves all
-        valid = (~holes if (missing == holes).all() else ~missing).astype(np.float32)
-        values = np.where(missing, np.float32(0), values)
-    out = np.empty((*values.shape[:-2], *dst.shape), np.float32)
-
-    def interpolate(a, r):  # the output rows r of a, interpolated along y, then x
-        along_y = _lerp(a, row_low[r], row_w[r][:, None], axis=a.ndim - 2)
-        return _lerp(along_y, col_low, col_w, axis=a.ndim - 1)
-
-    def block(r: slice) -> None:
-        out[..., r, :] = interpolate(values, r)
-        if valid is not None:
-            weight = interpolate(valid, r)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[..., r, :] /= weight
-            np.copyto(out[..., r, :], np.nan, where=weight <= 1e-6)
-
-    _in_blocks(dst.shape[0], block)  # output rows are independent
-    return out
-
-
-def _linear_weights(positions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the source pixel at or before each position, weight of the one after it)."""
-    low = np.clip(np.floor(positions), 0, max(n - 2, 0)).astype(np.intp)
-    return low, np.clip(positions - low, 0, 1).astype(np.float32)
-
-
-def _lerp(a: np.ndarray, low: np.ndarray, weight: np.ndarray, *, axis: int) -> np.ndarray:
-    result = np.take(a, low, axis=axis)
-    step = np.take(a, np.minimum(low + 1, a.shape[axis] - 1), axis=axis)
-    step -= result
-    step *= weight
-    result += step
-    return result
-
-
 def _set_environment(variables: dict[str, str]) -> None:
     os.environ.update(variables)
 
@@ -631,22 +416,3 @@ def dask_client(address: str) -> Iterator[Any]:
     finally:
         client.close()
 
-
-def write_cube(cube: xr.Dataset, path) -> None:
-    """Write a cube as CF-1.10 netCDF: int16 reflectance with `scale_factor` and `_FillValue`, so
-    `xarray.open_dataset` gives reflectance in [0, 1] with NaN where never observed."""
-    # merged with each variable's own encoding: rioxarray keeps `grid_mapping` there
-    encoding = {name: {**cube[name].encoding, "zlib": True, "complevel": 4} for name in cube.data_vars}
-    encoding["reflectance"]["_FillValue"] = np.int16(REFLECTANCE_FILL)
-    with atomic_path(path) as tmp:
-        cube.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-
-
-def open_cube(path) -> xr.Dataset:
-    """Open a tile cube written by `build_tile_cube` (loads it in memory), reflectance as the stored
-    int16 (reflectance * 10000, -9999 where never observed), which is what cropmap computes on."""
-    try:
-        with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
-            return ds.load()
-    except OSError as err:
-        raise DataError(f"cannot read the time-series cube {path}: {err}") from None
