@@ -82,7 +82,10 @@ def csmask_masked(reflectance: np.ndarray) -> np.ndarray:
     masked = np.zeros((reflectance.shape[0], *reflectance.shape[2:]), bool)
     for k, observation in enumerate(reflectance):
         image = np.ascontiguousarray(np.moveaxis(np.nan_to_num(observation, nan=0.0), 0, -1), dtype=np.float32)
-        # CSMASK_BANDS is the model's band order: CSmask's reordering is the identity
+        # CSMASK_BANDS is the model's band order: CSmask's reordering is the identity.
+        # No public route: CSmask runs its model only in its constructor, which also builds a new
+        # onnxruntime session (0.8 s an image); `_csm` runs the model on `img` (pinned ukis-csmask < 1.1,
+        # tests/test_cloudmask.py checks the masks against a fresh CSmask)
         model.img = model.normalize(image, model.band_mean, model.band_std)
         masked[k] = model._csm()[..., 0] > 0  # 1 cloud, 2 cloud shadow
     masked &= ~np.isnan(reflectance).any(axis=1)
