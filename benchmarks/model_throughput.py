@@ -14,6 +14,7 @@ per second per core. Peak memory is the max RSS of this process. All measured in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import tempfile
 import time
@@ -22,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmap.config import load_config
+from cropmap.config import load_config, typed_settings
 from cropmap.model import ModelConfig, SpatioTemporalNet
 from cropmap.patches import PatchStore, PatchWriter
 from cropmap.predict import predict_probability, window_starts
+from cropmap.settings import ModelSettings
 from cropmap.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,9 +91,10 @@ def main() -> None:
     refl = (rng.uniform(0.02, 0.4, (args.dates, len(bands), size, size)) * 10000).astype(np.int16)
     times = np.datetime64("2022-12-31") + doy.astype(int)
     # the classifier's one-off fit to the frozen encoder (head_init: probe) is not a training step
-    settings = {**config["train"], "model": model_settings, "steps": 20, "eval_every": 1000, "patience": 1000,
-                "head_init": "random", "season_start": str(times[0] - 1)}
-    patch = settings["patch_size"]
+    settings = dataclasses.replace(typed_settings(config, "demo", "train"), model=ModelSettings(**model_settings),
+                                   steps=20, eval_every=1000, patience=1000, head_init="random",
+                                   season_start=str(times[0] - 1))
+    patch = settings.patch_size
     with tempfile.TemporaryDirectory() as tmp:
         starts = np.arange(0, size - patch + 1, 4)
         rows, cols = (a.ravel() for a in np.meshgrid(starts, starts, indexing="ij"))
@@ -102,8 +105,8 @@ def main() -> None:
         train(stores=[PatchStore.open(Path(tmp) / "p.nc")], settings=settings, pretrained=None,
               out_path=Path(tmp) / "m.pt", metrics_csv=Path(tmp) / "m.csv", curves_png=Path(tmp) / "m.png")
         seconds = time.perf_counter() - start
-    trained = settings["steps"] * settings["batch_size"] * settings["patch_size"] ** 2
-    print(f"training, {settings['steps']} steps of {settings['batch_size']} x {settings['patch_size']}^2 px patches, "
+    trained = settings.steps * settings.batch_size * settings.patch_size ** 2
+    print(f"training, {settings.steps} steps of {settings.batch_size} x {settings.patch_size}^2 px patches, "
           f"{args.dates} dates, both regularisers: {trained / seconds / cores:8.0f} px/s/core")
     print(f"peak memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

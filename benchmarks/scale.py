@@ -124,15 +124,15 @@ def write_reference(grid, tiles, path: Path) -> None:
 
 
 def measure(side: int, work: Path, *, steps: int, with_cubes: bool) -> dict[str, tuple[float, float]]:
-    from cropmap.config import settings_json
+    from cropmap.config import grid_settings, settings_json
     from cropmap.grid import AreaGrid, blocks_for_area, tiles_for_area
 
     work.mkdir(parents=True, exist_ok=True)
     config = area_config(side, work)
-    grid_settings = {k: config["areas"]["bench"][k] for k in ("aoi", "crs", "resolution", "tile_size")}
-    tiles = tiles_for_area(grid_settings)
+    grid = grid_settings(config, "bench")
+    tiles = tiles_for_area(grid)
     assert len(tiles) == side * side, (len(tiles), side)
-    blocks = blocks_for_area(grid_settings, config["areas"]["bench"]["block_tiles"])
+    blocks = blocks_for_area(grid, config["areas"]["bench"]["block_tiles"])
     grid = AreaGrid(tuple(tiles))
 
     def settings(step: str) -> str:

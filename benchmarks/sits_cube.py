@@ -32,7 +32,7 @@ import pystac
 import rasterio
 from rasterio.windows import from_bounds
 
-from cropmap.config import settings_json, step_settings, validate_config
+from cropmap.config import settings_json, typed_settings, validate_config
 from cropmap.demo import make_demo
 from cropmap.grid import tiles_for_area
 from cropmap.search import save_items, search_items
@@ -118,11 +118,11 @@ def main() -> None:
         root = Path(tmp)
         config = _config(root, args.scenes)
         print(f"writing the demo tile with {args.scenes} scenes ...", flush=True)
-        make_demo(settings=step_settings(config, "bench", "demo"), out_dir=root)
-        items = list(search_items(settings=step_settings(config, "bench", "search")))
-        settings = step_settings(config, "bench", "sits")
-        tile = tiles_for_area(settings["grid"])[0]
-        keys = [*settings["bands"], settings["scl_band"]]
+        make_demo(settings=typed_settings(config, "bench", "demo"), out_dir=root)
+        items = list(search_items(settings=typed_settings(config, "bench", "search")))
+        settings = typed_settings(config, "bench", "sits")
+        tile = tiles_for_area(settings.grid)[0]
+        keys = [*settings.bands, settings.scl_band]
 
         cores = len(os.sched_getaffinity(0))
         # interleaved rounds: a shared machine's speed drifts, and a ratio within one round cancels it

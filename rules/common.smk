@@ -2,7 +2,7 @@
 import functools
 import sys
 
-from cropmap.config import ABLATION_VARIANTS, OWN_PRETRAINING, ablation_areas, ablation_variants, selected_areas, settings_json, validate_config
+from cropmap.config import ABLATION_VARIANTS, OWN_PRETRAINING, ablation_areas, ablation_variants, grid_settings, selected_areas, settings_json, validate_config
 from cropmap.errors import ConfigError
 from cropmap.grid import blocks_for_area
 
@@ -22,8 +22,7 @@ wildcard_constraints:
 @functools.cache
 def block_tiles(area):
     """{block id: its tile ids} of the area, computed once per run (input functions ask for every job)."""
-    grid = {k: config["areas"][area][k] for k in ("aoi", "crs", "resolution", "tile_size")}
-    blocks = blocks_for_area(grid, config["areas"][area]["block_tiles"])
+    blocks = blocks_for_area(grid_settings(config, area), config["areas"][area]["block_tiles"])
     return {block: [tile.id for tile in blocks[block].tiles] for block in blocks}
 
 

@@ -6,6 +6,7 @@ import rasterio
 
 from cropmap.assessment import Reference, assess_area, binary_metrics
 from cropmap.grid import AreaGrid, blocks_for_area, tiles_for_area
+from cropmap.settings import GridSettings, LabelQualitySettings, from_dict
 from cropmap.io import write_geotiff
 from cropmap.labels import LABEL_BANDS
 from cropmap.predict import mosaic
@@ -40,7 +41,7 @@ def area(tmp_path_factory):
     inner = bbox_inside(first), bbox_inside(last)
     grid_settings = {"aoi": {"bbox": [inner[0][0], inner[0][1], inner[1][2], inner[1][3]]}, "crs": "EPSG:32614",
                      "resolution": 10, "tile_size": TILE}
-    tiles = tiles_for_area(grid_settings)
+    tiles = tiles_for_area(GridSettings(**grid_settings))
     assert len(tiles) == 6
     grid = AreaGrid(tuple(tiles))
     rng = np.random.default_rng(0)
@@ -59,7 +60,7 @@ def area(tmp_path_factory):
                              products])
     write_geotiff(root / "truth.tif", truth, transform=grid.transform, crs=grid.crs, nodata=255)
     label_paths, prediction_paths = [], []
-    for block_id, block in blocks_for_area(grid_settings, 2).items():
+    for block_id, block in blocks_for_area(GridSettings(**grid_settings), 2).items():
         r = round((grid.bounds[3] - block.bounds[3]) / 10)
         c = round((block.bounds[0] - grid.bounds[0]) / 10)
         rows, cols = slice(r, r + block.shape[0]), slice(c, c + block.shape[1])
@@ -97,7 +98,7 @@ def test_the_class_map_carries_its_colours_categories_and_styles(area, tmp_path)
 
     from cropmap.cli import main
 
-    settings = {"grid": area["grid_settings"], "window": 16, "overlap": 4}
+    settings = {"grid": area["grid_settings"], "window": 16, "overlap": 4, "batch_size": 8, "threshold": None}
     import json
 
     code = main(["mosaic", "--settings", json.dumps(settings), "--tiles", *area["prediction_paths"],
@@ -144,8 +145,10 @@ def test_label_quality_tile_by_tile_equals_the_whole_arrays(area, tmp_path):
     from cropmap.label_quality import label_quality, summarise_labels
 
     labels = area["labels"]
-    settings = {"grid": area["grid_settings"], "products": PRODUCTS,
-                "reference": {"path": str(area["root"] / "truth.tif"), "crop_classes": [1], "nodata": 255}}
+    settings = from_dict(LabelQualitySettings, {
+        "grid": area["grid_settings"], "products": PRODUCTS,
+        "reference": {"path": str(area["root"] / "truth.tif"), "crop_classes": [1], "nodata": 255,
+                      "class_column": "class", "crs": "EPSG:4326"}})
     summary = label_quality(settings=settings, label_paths=area["label_paths"], out_json=tmp_path / "q.json",
                             out_png=tmp_path / "q.png", plot_side=40)
     whole = summarise_labels(labels[0], {"a": labels[3], "b": labels[4]}, area["truth"])

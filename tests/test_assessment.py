@@ -205,7 +205,8 @@ def test_bad_reference_through_the_command_is_one_line(tmp_path, raster_writer, 
     far = raster_writer("far.tif", np.ones((8, 8), np.uint8), transform=Affine(10, 0, 0, 0, -10, 80),
                         crs="EPSG:32614", nodata=255)
     grid = {"aoi": {"bbox": [-96.717, 39.2978, -96.6082, 39.3823]}, "crs": "auto", "resolution": 10, "tile_size": 512}
-    settings = {"grid": grid, "reference": {"path": str(far), "crop_classes": [1], "nodata": 255},
+    settings = {"grid": grid, "reference": {"path": str(far), "crop_classes": [1], "nodata": 255, "class_column": "class",
+                                             "crs": "EPSG:4326"},
                 "positive_label": "crop", "table_decimals": 3, "products": []}
     code = main(["assess", "--settings", json.dumps(settings), "--map", str(far), "--labels", str(far),
                  "--out", str(tmp_path / "m.json"), "--table", str(tmp_path / "m.md"), "--csv", str(tmp_path / "m.csv"),

@@ -1,6 +1,7 @@
 """The second cloud masker: ukis-csmask's CNN (real weights, shipped in its wheel) on demo scenes,
 and a tile cube masked by SCL and the CNN together."""
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import rasterio
 
 from cropmap.cloudmask import csmask_bands, csmask_masked
-from cropmap.config import step_settings
+from cropmap.config import typed_settings
 from cropmap.demo import make_demo
 from cropmap.errors import ConfigError, DataError
 from cropmap.grid import Tile, tiles_for_area
@@ -34,8 +35,8 @@ def _config(tmp: Path) -> dict:
 def area(tmp_path_factory):
     root = tmp_path_factory.mktemp("cloudmask")
     config = _config(root)
-    make_demo(settings=step_settings(config, "demo", "demo"), out_dir=root)
-    items = list(search_items(settings=step_settings(config, "demo", "search")))
+    make_demo(settings=typed_settings(config, "demo", "demo"), out_dir=root)
+    items = list(search_items(settings=typed_settings(config, "demo", "search")))
     return config, items
 
 
@@ -92,10 +93,10 @@ def test_no_data_is_left_to_scl():
 
 def test_a_cube_masked_by_scl_and_the_cnn_keeps_fewer_observations(area):
     config, items = area
-    settings = step_settings(config, "demo", "sits")
-    tile = tiles_for_area(settings["grid"])[0]
+    settings = typed_settings(config, "demo", "sits")
+    tile = tiles_for_area(settings.grid)[0]
     scl_only = build_tile_cube(items=items, tile=tile, settings=settings)
-    both = build_tile_cube(items=items, tile=tile, settings={**settings, "cloud_masker": "ukis-csmask"})
+    both = build_tile_cube(items=items, tile=tile, settings=dataclasses.replace(settings, cloud_masker="ukis-csmask"))
     assert (both["clear_count"].values <= scl_only["clear_count"].values).all()
     assert both["clear_count"].values.sum() < scl_only["clear_count"].values.sum()
 
@@ -106,8 +107,8 @@ def test_the_cnn_needs_its_six_bands_and_its_package(area, monkeypatch):
     with pytest.raises(ConfigError, match="swir16, swir22"):
         csmask_bands(["B02", "B03", "B04", "B08"])
     config, items = area
-    settings = {**step_settings(config, "demo", "sits"), "cloud_masker": "ukis-csmask"}
-    tile = tiles_for_area(settings["grid"])[0]
+    settings = dataclasses.replace(typed_settings(config, "demo", "sits"), cloud_masker="ukis-csmask")
+    tile = tiles_for_area(settings.grid)[0]
     monkeypatch.setitem(sys.modules, "ukis_csmask.mask", None)  # as if not installed
     with pytest.raises(DataError, match=r"pip install -e '.\[csmask\]'"):
         build_tile_cube(items=items, tile=tile, settings=settings)

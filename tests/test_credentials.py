@@ -75,15 +75,15 @@ def _token_service(keys_seen: Path, ready) -> None:
 def test_subscription_key_signs_urls_and_is_never_written(tmp_path):
     from test_scenes import _config
 
-    from cropmap.config import step_settings
+    from cropmap.config import typed_settings
     from cropmap.demo import make_demo
     from cropmap.grid import tiles_for_area
     from cropmap.search import save_items, search_items
 
     config = _config(tmp_path)
     config["areas"]["demo"]["stac"]["sign"] = "planetary-computer"
-    make_demo(settings=step_settings(config, "demo", "demo"), out_dir=tmp_path)
-    items = list(search_items(settings=step_settings(config, "demo", "search")))
+    make_demo(settings=typed_settings(config, "demo", "demo"), out_dir=tmp_path)
+    items = list(search_items(settings=typed_settings(config, "demo", "search")))
     # one scene lives in Azure blob storage: its URLs get signed (and it cannot be read offline)
     azure = items[2]
     for key, asset in azure.assets.items():
@@ -101,7 +101,7 @@ def test_subscription_key_signs_urls_and_is_never_written(tmp_path):
         env = dict(os.environ, PC_SDK_SUBSCRIPTION_KEY=KEY,
                    PC_SDK_SAS_URL=f"http://127.0.0.1:{ready.get(timeout=30)}/api/sas/v1/token",
                    GDAL_HTTP_TIMEOUT="5", GDAL_HTTP_CONNECTTIMEOUT="5")
-        tile = tiles_for_area(step_settings(config, "demo", "sits")["grid"])[0]
+        tile = tiles_for_area(typed_settings(config, "demo", "sits").grid)[0]
         cube_path = tmp_path / "cube.nc"
         run = subprocess.run(
             [sys.executable, "-m", "cropmap", "sits", "--settings", settings_json(config, "demo", "sits"),

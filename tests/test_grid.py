@@ -4,10 +4,11 @@ from shapely.geometry import box
 from shapely.ops import unary_union
 
 from cropmap.grid import AreaGrid, aoi_in_crs, output_crs, tiles_for_area, utm_crs_for
+from cropmap.settings import GridSettings
 
 
 def grid_for(bbox, tile_size=512):
-    return {"aoi": {"bbox": list(bbox)}, "crs": "auto", "resolution": 10, "tile_size": tile_size}
+    return GridSettings(aoi={"bbox": list(bbox)}, crs="auto", resolution=10, tile_size=tile_size)
 
 
 def test_utm_zone():

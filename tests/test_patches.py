@@ -14,11 +14,13 @@ from cropmap.io import write_geotiff
 from cropmap.patches import (BudgetSampler, PatchDataset, PatchStore, draw_labelled_centres, draw_observed_centres,
                              patch_origins, split_validation, write_block_patches)
 from cropmap.cube import open_cube, write_cube
+from cropmap.settings import (ModelSettings, PretrainPatchSettings, PretrainSettings, TrainPatchSettings,
+                              TrainSettings)
 
 BANDS = ["B02", "B03", "B04", "B08"]
 TIMES = np.array(["2023-04-05", "2023-05-05", "2023-06-04", "2023-07-04", "2023-08-03"], "datetime64[ns]")
-PRETRAIN = {"size": 16, "per_tile": 12, "seed": 0}
-TRAIN = {"size": 16, "per_tile": 20, "seed": 0, "follow_labelled_share": False, "crop_share": 0.25}
+PRETRAIN = PretrainPatchSettings(size=16, per_tile=12, seed=0)
+TRAIN = TrainPatchSettings(size=16, per_tile=20, seed=0, follow_labelled_share=False, crop_share=0.25)
 
 
 @settings(max_examples=50, deadline=None)
@@ -193,17 +195,19 @@ def test_training_needs_only_the_patch_stores(block_files, tmp_path):
                             settings=kind_settings, out_path=tmp_path / f"{kind}.nc")
     for path in [*copies, labels]:
         (tmp_path / path).unlink()
-    model = {"width": 8, "heads": 2, "temporal_layers": 1, "attention_pool": 4}
+    model = ModelSettings(width=8, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
+                          attention_in_reconstruction=True)
     pretrain(stores=[PatchStore.open(tmp_path / "pretrain.nc")],
-             settings={"model": model, "steps": 2, "batch_size": 2, "patch_size": 16, "mask_ratio": 0.4,
-                       "ndvi_threshold": 0.2, "learning_rate": 1e-3, "seed": 0, "observed_only": True,
-                       "season_start": "2023-03-01"},
+             settings=PretrainSettings(model=model, steps=2, batch_size=2, patch_size=16, mask_ratio=0.4,
+                                       ndvi_threshold=0.2, learning_rate=1e-3, seed=0, observed_only=True,
+                                       season_start="2023-03-01"),
              out_path=tmp_path / "p.pt", curve_csv=tmp_path / "p.csv", curve_png=tmp_path / "p.png", workers=1)
     result = train(stores=[PatchStore.open(tmp_path / "train.nc")],
-                   settings={"model": model, "steps": 2, "batch_size": 2, "patch_size": 12, "learning_rate": 1e-3,
-                             "seed": 0, "similarity_weight": 0.5, "similarity_sigma": 0.5, "aggregation_weight": 0.5,
-                             "validation_fraction": 0.5, "eval_every": 1, "patience": 5, "use_pretrained": True,
-                             "similarity_pairs": 64, "calibration": "threshold", "season_start": "2023-03-01"},
+                   settings=TrainSettings(model=model, steps=2, batch_size=2, patch_size=12, learning_rate=1e-3,
+                                          seed=0, similarity_weight=0.5, similarity_sigma=0.5, aggregation_weight=0.5,
+                                          validation_fraction=0.5, eval_every=1, patience=5, use_pretrained=True,
+                                          similarity_pairs=64, calibration="threshold", head_init="probe",
+                                          season_start="2023-03-01"),
                    pretrained=None, out_path=tmp_path / "m.pt", metrics_csv=tmp_path / "m.csv",
                    curves_png=tmp_path / "m.png", workers=1)
     assert (tmp_path / "p.pt").stat().st_size and (tmp_path / "m.pt").stat().st_size

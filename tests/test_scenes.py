@@ -1,6 +1,7 @@
 """Broken scenes: served over real HTTP (404, 503) or broken on disk (truncated, wrong CRS), retried,
 skipped and recorded; too few readable scenes fail the tile; an all-cloud tile is written, flagged."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from cropmap.config import step_settings
+from cropmap.config import typed_settings
 from cropmap.demo import make_demo
 from cropmap.errors import DataError
 from cropmap.grid import tiles_for_area
@@ -39,7 +40,7 @@ def demo_scenes(tmp_path_factory):
     """A one-tile demo area written once; each test copies it."""
     root = tmp_path_factory.mktemp("scenes")
     config = _config(root)
-    make_demo(settings=step_settings(config, "demo", "demo"), out_dir=root)
+    make_demo(settings=typed_settings(config, "demo", "demo"), out_dir=root)
     return root
 
 
@@ -47,8 +48,8 @@ def demo_scenes(tmp_path_factory):
 def area(demo_scenes, tmp_path):
     shutil.copytree(demo_scenes, tmp_path, dirs_exist_ok=True)
     config = _config(tmp_path)
-    items = list(search_items(settings=step_settings(config, "demo", "search")))
-    tile = tiles_for_area(step_settings(config, "demo", "sits")["grid"])[0]
+    items = list(search_items(settings=typed_settings(config, "demo", "search")))
+    tile = tiles_for_area(typed_settings(config, "demo", "sits").grid)[0]
     return config, items, tile
 
 
@@ -123,7 +124,7 @@ def _serve(items, root: Path, faults):
 
 def test_broken_scenes_are_retried_skipped_recorded_and_leave_no_trace(area, tmp_path):
     config, items, tile = area
-    settings = step_settings(config, "demo", "sits")
+    settings = typed_settings(config, "demo", "sits")
     assert len(items) >= 8
     truncated, missing, wrong_crs = items[1], items[3], items[5]
     broken = {truncated.id, missing.id, wrong_crs.id}
@@ -182,7 +183,7 @@ def test_a_missing_file_is_not_retried_other_read_errors_are(message, calls):
 
 def test_too_few_readable_scenes_fail_with_the_count_and_the_threshold(area):
     config, items, tile = area
-    settings = dict(step_settings(config, "demo", "sits"), min_scenes=len(items))
+    settings = dataclasses.replace(typed_settings(config, "demo", "sits"), min_scenes=len(items))
     _href(items[2], "SCL").unlink()
     with pytest.raises(DataError, match=rf"{len(items) - 1} readable scenes of {len(items)} \(1 skipped.*"
                                         rf"fewer than sits.min_scenes = {len(items)}"):
@@ -198,7 +199,7 @@ def test_all_cloud_tile_is_written_and_flagged(area, tmp_path):
         path.unlink()
         with rasterio.open(path, "w", **dict(profile, driver="GTiff")) as dst:
             dst.write(np.full_like(data, 9))  # cloud, high probability
-    cube = build_tile_cube(items=items, tile=tile, settings=step_settings(config, "demo", "sits"))
+    cube = build_tile_cube(items=items, tile=tile, settings=typed_settings(config, "demo", "sits"))
     assert cube.attrs["no_clear_observation"] == 1
     assert cube["never_observed"].values.all()
     assert (cube["reflectance"].values == -9999).all()
@@ -212,7 +213,7 @@ def test_items_of_other_tiles_are_not_read(area):
     far.bbox = [10.0, 50.0, 10.1, 50.1]
     for asset in far.assets.values():
         asset.href = "/nonexistent/far.tif"
-    cube = build_tile_cube(items=[*items, far], tile=tile, settings=step_settings(config, "demo", "sits"))
+    cube = build_tile_cube(items=[*items, far], tile=tile, settings=typed_settings(config, "demo", "sits"))
     assert cube.attrs["scenes_found"] == len(items)
     assert cube.attrs["scenes_skipped"] == 0
 
@@ -221,10 +222,10 @@ def test_items_of_other_tiles_are_not_read(area):
 def test_a_cube_of_the_10m_bands_alone_has_their_values_in_the_full_cube(area):
     """SCL stays on its 20 m grid when no reflectance band is read there."""
     config, items, tile = area
-    settings = step_settings(config, "demo", "sits")
+    settings = typed_settings(config, "demo", "sits")
     full = build_tile_cube(items=items, tile=tile, settings=settings)
     ten_m = ["B02", "B03", "B04", "B08"]
-    alone = build_tile_cube(items=items, tile=tile, settings={**settings, "bands": ten_m})
+    alone = build_tile_cube(items=items, tile=tile, settings=dataclasses.replace(settings, bands=ten_m))
     assert list(alone["band"].values) == ten_m
     np.testing.assert_array_equal(alone["reflectance"].values, full["reflectance"].sel(band=ten_m).values)
     np.testing.assert_array_equal(alone["clear_count"].values, full["clear_count"].values)
@@ -233,7 +234,7 @@ def test_a_cube_of_the_10m_bands_alone_has_their_values_in_the_full_cube(area):
 def test_a_distributed_dask_scheduler_builds_the_same_cube(area):
     distributed = pytest.importorskip("distributed")
     config, items, tile = area
-    settings = step_settings(config, "demo", "sits")
+    settings = typed_settings(config, "demo", "sits")
     local = build_tile_cube(items=items, tile=tile, settings=settings)
     environment = dict(os.environ)  # distributed sets OMP_NUM_THREADS=1 and more in this process
     try:
@@ -263,7 +264,7 @@ def test_read_settings_travel_with_the_reader_not_the_process_environment(area):
 
     config, items, tile = area
     before = dict(os.environ)
-    build_tile_cube(items=items, tile=tile, settings=step_settings(config, "demo", "sits"))
+    build_tile_cube(items=items, tile=tile, settings=typed_settings(config, "demo", "sits"))
     assert dict(os.environ) == before
     env = CheckedRioDriver({}, gdal_options={"GDAL_HTTP_MAX_RETRY": "2"}).capture_env()
     assert env["GDAL_HTTP_MAX_RETRY"] == "2" and env["VSI_CACHE"] is False
@@ -277,7 +278,7 @@ def test_the_checked_reader_reads_what_odcs_stock_reader_reads(area, monkeypatch
     import cropmap.scenes
 
     config, items, tile = area
-    settings = step_settings(config, "demo", "sits")
+    settings = typed_settings(config, "demo", "sits")
     checked = build_tile_cube(items=items, tile=tile, settings=settings)
     monkeypatch.setattr(cropmap.scenes, "CheckedRioDriver", lambda stated_crs, gdal_options: odc.loader.RioDriver())
     stock = build_tile_cube(items=items, tile=tile, settings=settings)
@@ -303,7 +304,7 @@ def test_a_cube_file_is_cf_reflectance_for_xarray_and_rioxarray(area, tmp_path):
     from cropmap.cube import open_cube, write_cube
 
     config, items, tile = area
-    cube = build_tile_cube(items=items, tile=tile, settings=step_settings(config, "demo", "sits"))
+    cube = build_tile_cube(items=items, tile=tile, settings=typed_settings(config, "demo", "sits"))
     cube["reflectance"].values[0, :, 0, 0] = -9999  # a never-observed value
     write_cube(cube, tmp_path / "cube.nc")
     with xr.open_dataset(tmp_path / "cube.nc") as ds:

@@ -9,6 +9,7 @@ import pytest
 
 from cropmap.errors import SearchError
 from cropmap.search import search_items
+from cropmap.settings import SearchSettings, from_dict
 
 AOI = [-96.72, 39.29, -96.60, 39.39]
 SEASON = {"start": "2023-03-01", "end": "2023-10-31"}
@@ -87,10 +88,15 @@ class FaultyStacApi:
         self.server.server_close()
 
 
+def search_settings(*, stac: dict, season: dict = SEASON) -> dict:
+    return {"grid": {"aoi": {"bbox": AOI}, "crs": "auto", "resolution": 10, "tile_size": 512}, "season": season,
+            "stac": stac}
+
+
 def settings(url, **stac):
-    return {"grid": {"aoi": {"bbox": AOI}}, "season": SEASON,
-            "stac": {"api": url, "collection": "sentinel-2-l2a", "max_cloud_cover": 80, "max_items": 100,
-                     "retries": 3, "backoff_s": 0.01, "timeout_s": 5, **stac}}
+    return from_dict(SearchSettings, search_settings(stac={
+        "api": url, "collection": "sentinel-2-l2a", "max_cloud_cover": 80, "max_items": 100, "retries": 3,
+        "backoff_s": 0.01, "timeout_s": 5, **stac}))
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
@@ -153,8 +159,9 @@ def _static_catalog(tmp_path):
 
 def test_static_catalog_is_searched_with_the_same_filters(tmp_path):
     path = _static_catalog(tmp_path)
-    items = search_items(settings={"grid": {"aoi": {"bbox": AOI}}, "season": {"start": "2023-06-05", "end": "2023-06-10"},
-                                   "stac": {"catalog": str(path), "collection": "sentinel-2-l2a", "max_cloud_cover": 80}})
+    items = search_items(settings=from_dict(SearchSettings, search_settings(
+        season={"start": "2023-06-05", "end": "2023-06-10"},
+        stac={"catalog": str(path), "collection": "sentinel-2-l2a", "max_cloud_cover": 80})))
     assert [i.datetime.day for i in items] == [5, 6, 7, 8, 9, 10]
 
 
@@ -165,8 +172,7 @@ def test_full_disk_fails_clearly_and_leaves_no_partial_file(tmp_path):
     import sys
 
     path = _static_catalog(tmp_path)
-    settings = {"grid": {"aoi": {"bbox": AOI}}, "season": SEASON,
-                "stac": {"catalog": str(path), "collection": "sentinel-2-l2a", "max_cloud_cover": 80}}
+    settings = search_settings(stac={"catalog": str(path), "collection": "sentinel-2-l2a", "max_cloud_cover": 80})
     out = tmp_path / "out" / "items.json"
     limit = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
              "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000)); "

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cropmap.compositing import clear_mask, composite, composite_dn, composite_periods, fill_gaps
+from cropmap.settings import SeasonSettings
 from cropmap.resampling import resample_bilinear
 from cropmap.sits import reflectance_scaling
 
@@ -30,7 +31,7 @@ def test_dilation_grows_masked_area_in_space_not_time():
 
 
 def test_composite_periods_cover_season():
-    periods = composite_periods({"start": "2023-03-01", "end": "2023-03-31"}, 10)
+    periods = composite_periods(SeasonSettings(start="2023-03-01", end="2023-03-31"), 10)
     assert periods[0] == (dt.date(2023, 3, 1), dt.date(2023, 3, 11))
     assert periods[-1][1] == dt.date(2023, 4, 1)
     assert all(a[1] == b[0] for a, b in zip(periods, periods[1:]))

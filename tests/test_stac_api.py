@@ -1,6 +1,7 @@
 """pystac-client against a real STAC API server (`rustac serve`, from PyPI) started on 127.0.0.1:
 paging, the client-side cloud filter, and the cube built from what it finds."""
 
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pystac
 import pytest
 
-from cropmap.config import step_settings
+from cropmap.config import typed_settings
 from cropmap.demo import make_demo
 from cropmap.grid import tiles_for_area
 from cropmap.search import search_items
@@ -34,8 +35,8 @@ def stac_api(tmp_path):
     if rustac is None:
         pytest.skip("rustac is not installed (pip install rustac; the test extras include it)")
     config = _config(tmp_path)
-    make_demo(settings=step_settings(config, "demo", "demo"), out_dir=tmp_path)
-    items = list(search_items(settings=step_settings(config, "demo", "search")))
+    make_demo(settings=typed_settings(config, "demo", "demo"), out_dir=tmp_path)
+    items = list(search_items(settings=typed_settings(config, "demo", "search")))
     for item in items:
         for asset in item.assets.values():  # served items carry URLs, as a public API's do
             asset.href = Path(asset.get_absolute_href()).as_uri()
@@ -62,15 +63,16 @@ def stac_api(tmp_path):
 
 def test_paged_search_of_a_real_api_finds_every_item_and_builds_the_same_cube(stac_api):
     config, items, url = stac_api
-    api_config = {**step_settings(config, "demo", "search"),
-                  "stac": {"api": url, "collection": "sentinel-2-l2a", "max_cloud_cover": 100, "max_items": 2000,
-                           "page_size": 3, "retries": 1, "backoff_s": 0.1, "timeout_s": 10}}
+    api_config = dataclasses.replace(
+        typed_settings(config, "demo", "search"),
+        stac={"api": url, "collection": "sentinel-2-l2a", "max_cloud_cover": 100, "max_items": 2000,
+              "page_size": 3, "retries": 1, "backoff_s": 0.1, "timeout_s": 10})
     found = list(search_items(settings=api_config))
     assert len(found) == len(items) > 3  # more than one page
     assert sorted(i.id for i in found) == sorted(i.id for i in items)
 
-    tile = tiles_for_area(step_settings(config, "demo", "sits")["grid"])[0]
-    sits = step_settings(config, "demo", "sits")
+    tile = tiles_for_area(typed_settings(config, "demo", "sits").grid)[0]
+    sits = typed_settings(config, "demo", "sits")
     from_api = build_tile_cube(items=found, tile=tile, settings=sits)
     from_catalog = build_tile_cube(items=items, tile=tile, settings=sits)
     np.testing.assert_array_equal(from_api["reflectance"].values, from_catalog["reflectance"].values)
@@ -79,9 +81,10 @@ def test_paged_search_of_a_real_api_finds_every_item_and_builds_the_same_cube(st
 def test_cloud_filter_holds_whether_or_not_the_api_honours_it(stac_api):
     config, items, url = stac_api
     threshold = float(np.median([i.properties["eo:cloud_cover"] for i in items]))
-    api_config = {**step_settings(config, "demo", "search"),
-                  "stac": {"api": url, "collection": "sentinel-2-l2a", "max_cloud_cover": threshold,
-                           "max_items": 2000, "page_size": 5, "retries": 1, "backoff_s": 0.1, "timeout_s": 10}}
+    api_config = dataclasses.replace(
+        typed_settings(config, "demo", "search"),
+        stac={"api": url, "collection": "sentinel-2-l2a", "max_cloud_cover": threshold,
+              "max_items": 2000, "page_size": 5, "retries": 1, "backoff_s": 0.1, "timeout_s": 10})
     found = list(search_items(settings=api_config))
     expected = sorted(i.id for i in items if i.properties["eo:cloud_cover"] < threshold)
     assert sorted(i.id for i in found) == expected and expected
@@ -109,8 +112,8 @@ def _planetary_computer_style(item: pystac.Item) -> pystac.Item:
 
 def test_earth_search_and_planetary_computer_items_of_the_same_scenes_give_the_same_cube(stac_api):
     config, items, _ = stac_api
-    tile = tiles_for_area(step_settings(config, "demo", "sits")["grid"])[0]
-    sits = step_settings(config, "demo", "sits")
+    tile = tiles_for_area(typed_settings(config, "demo", "sits").grid)[0]
+    sits = typed_settings(config, "demo", "sits")
     earth_search = build_tile_cube(items=[_earth_search_style(i) for i in items], tile=tile, settings=sits)
     planetary = build_tile_cube(items=[_planetary_computer_style(i) for i in items], tile=tile, settings=sits)
     assert list(earth_search["band"].values) == list(planetary["band"].values) == sits["bands"]

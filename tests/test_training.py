@@ -1,21 +1,25 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from cropmap.errors import TrainingError
 from cropmap.patches import PatchStore, PatchWriter
+from cropmap.settings import ModelSettings, PretrainSettings, TrainPatchSettings, TrainSettings
 from cropmap.training import load_checkpoint, pretrain, train
 
 BANDS = ["B02", "B03", "B04", "B08"]
-SETTINGS = {
-    "model": {"width": 8, "heads": 2, "temporal_layers": 1, "attention_pool": 4},
-    "steps": 4, "batch_size": 2, "patch_size": 16, "learning_rate": 1e-3, "seed": 0,
-    "similarity_weight": 0.5, "similarity_sigma": 0.5, "aggregation_weight": 0.5,
-    "validation_fraction": 0.25, "eval_every": 2, "patience": 3, "use_pretrained": True, "similarity_pairs": 256,
-    "calibration": "threshold", "season_start": "2023-03-01",
-}
-PRETRAIN = {"model": SETTINGS["model"], "steps": 150, "batch_size": 2, "patch_size": 16, "mask_ratio": 0.4,
-            "ndvi_threshold": 0.2, "learning_rate": 3e-3, "seed": 0, "observed_only": True, "season_start": "2023-03-01"}
+MODEL = ModelSettings(width=8, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
+                      attention_in_reconstruction=True)
+SETTINGS = TrainSettings(
+    model=MODEL, steps=4, batch_size=2, patch_size=16, learning_rate=1e-3, seed=0,
+    similarity_weight=0.5, similarity_sigma=0.5, aggregation_weight=0.5,
+    validation_fraction=0.25, eval_every=2, patience=3, use_pretrained=True, similarity_pairs=256,
+    calibration="threshold", head_init="probe", season_start="2023-03-01",
+)
+PRETRAIN = PretrainSettings(model=MODEL, steps=150, batch_size=2, patch_size=16, mask_ratio=0.4,
+                            ndvi_threshold=0.2, learning_rate=3e-3, seed=0, observed_only=True, season_start="2023-03-01")
 
 
 def synthetic_store(path, *, kind="train", labels_value=None, seed=0) -> PatchStore:
@@ -52,9 +56,9 @@ def test_non_finite_loss_names_the_step(tmp_path):
     from cropmap.model import ModelConfig, SpatioTemporalNet
 
     store = synthetic_store(tmp_path / "s.nc")
-    state = SpatioTemporalNet(ModelConfig(in_bands=4, **SETTINGS["model"])).state_dict()
+    state = SpatioTemporalNet(ModelConfig(in_bands=4, **dataclasses.asdict(MODEL))).state_dict()
     state["embed.weight"][0, 0] = float("nan")
-    pretrained = {"model_config": ModelConfig(in_bands=4, **SETTINGS["model"]).to_dict(), "state_dict": state,
+    pretrained = {"model_config": ModelConfig(in_bands=4, **dataclasses.asdict(MODEL)).to_dict(), "state_dict": state,
                   "band_mean": torch.zeros(4), "band_std": torch.ones(4), "bands": BANDS}
     with pytest.raises(TrainingError, match=r"train: loss became nan at step 1"):
         train(stores=[store], settings=SETTINGS, pretrained=pretrained, out_path=tmp_path / "m.pt",
@@ -79,7 +83,7 @@ def test_pretraining_beats_the_mean_value_baseline(tmp_path):
 
 def test_training_is_reproducible_and_learns(tmp_path):
     stores = [synthetic_store(tmp_path / f"{s}.nc", seed=s) for s in range(2)]  # one block held out
-    settings = dict(SETTINGS, steps=30, eval_every=10, patience=10)
+    settings = dataclasses.replace(SETTINGS, steps=30, eval_every=10, patience=10)
     results = []
     for run in ("a", "b"):
         results.append(train(stores=stores, settings=settings, pretrained=None, out_path=tmp_path / f"{run}.pt",
@@ -97,7 +101,7 @@ def demo_tile(tmp_path_factory):
     every 10 days from April to September, with its consensus labels (crop and non-crop)."""
     from test_scenes import _config
 
-    from cropmap.config import step_settings
+    from cropmap.config import typed_settings
     from cropmap.demo import make_demo
     from cropmap.grid import blocks_for_area
     from cropmap.labels import block_labels, write_block_labels
@@ -113,20 +117,20 @@ def demo_tile(tmp_path_factory):
                                       "glad": {"type": "glad-cropland", "path": str(root / "glc/glad_cropland.tif")}}
     config["sits"]["interval_days"] = 10
     config["areas"]["demo"]["demo"]["seed"] = 2  # a landscape whose consensus holds both classes in this tile
-    make_demo(settings=step_settings(config, "demo", "demo"), out_dir=root)
-    items = list(search_items(settings=step_settings(config, "demo", "search")))
-    settings = step_settings(config, "demo", "sits")
-    block_id, block = next(iter(blocks_for_area(settings["grid"], 4).items()))
+    make_demo(settings=typed_settings(config, "demo", "demo"), out_dir=root)
+    items = list(search_items(settings=typed_settings(config, "demo", "search")))
+    settings = typed_settings(config, "demo", "sits")
+    block_id, block = next(iter(blocks_for_area(settings.grid, 4).items()))
     write_cube(build_tile_cube(items=items, tile=block.tiles[0], settings=settings), root / "cube.nc")
-    labels = step_settings(config, "demo", "labels")
-    write_block_labels(root / "labels.tif", block_labels(block=block, products=labels["products"],
-                                                         consensus=labels["consensus"]),
-                       block=block, product_names=list(labels["products"]))
+    labels = typed_settings(config, "demo", "labels")
+    write_block_labels(root / "labels.tif", block_labels(block=block, products=labels.products,
+                                                         consensus=labels.consensus),
+                       block=block, product_names=list(labels.products))
     stores = {}
     for kind in ("pretrain", "train"):
         write_block_patches(kind=kind, cube_paths=[str(root / "cube.nc")], label_paths=[str(root / "labels.tif")],
-                            block=block_id, settings={"size": 32, "per_tile": 48, "seed": 0, "crop_share": 0.5,
-                                                      "follow_labelled_share": False}, out_path=root / f"{kind}.nc")
+                            block=block_id, settings=TrainPatchSettings(size=32, per_tile=48, seed=0, crop_share=0.5,
+                                                                  follow_labelled_share=False), out_path=root / f"{kind}.nc")
         stores[kind] = [PatchStore.open(root / f"{kind}.nc")]
     return stores
 
@@ -137,7 +141,7 @@ def demo_pretraining(demo_tile, tmp_path_factory):
     import csv
 
     root = tmp_path_factory.mktemp("demo_pretraining")
-    pretrain(stores=demo_tile["pretrain"], settings=dict(PRETRAIN, steps=200, patch_size=24), out_path=root / "p.pt",
+    pretrain(stores=demo_tile["pretrain"], settings=dataclasses.replace(PRETRAIN, steps=200, patch_size=24), out_path=root / "p.pt",
              curve_csv=root / "p.csv", curve_png=root / "p.png")
     return load_checkpoint(root / "p.pt"), list(csv.DictReader(open(root / "p.csv")))
 
@@ -156,7 +160,7 @@ def test_fine_tuning_from_pretraining_starts_from_a_lower_loss(demo_tile, demo_p
     """The loss fine-tuning starts from: that of the head fitted to the frozen encoder (LP-FT), on the
     same consensus pixels, with the pretrained encoder and with a freshly initialised one."""
     checkpoint, _ = demo_pretraining
-    settings = dict(SETTINGS, steps=1, patch_size=24, batch_size=4, seed=seed)
+    settings = dataclasses.replace(SETTINGS, steps=1, patch_size=24, batch_size=4, seed=seed)
     start = {}
     for name, pretrained in (("scratch", None), ("pretrained", checkpoint)):
         result = train(stores=demo_tile["train"], settings=settings, pretrained=pretrained, out_path=tmp_path / f"{name}.pt",

@@ -22,6 +22,7 @@ from rasterio.windows import from_bounds
 from cropmap.conventions import NODATA
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid, Tile
+from cropmap.settings import AssessSettings, ReferenceSettings
 
 __all__ = ["Reference", "ablation_table", "assess", "assess_area", "binary_metrics", "confusion", "metrics_from_confusion",
            "metrics_table", "reference_from_settings", "reference_on_grid", "summarise_seeds", "summary_table"]
@@ -135,10 +136,10 @@ class Reference:
                             f"the map (values found: {found}); set areas.<area>.reference.crop_classes")
 
 
-def reference_from_settings(ref: Mapping[str, Any], crs: str) -> Reference:
+def reference_from_settings(ref: ReferenceSettings, crs: str) -> Reference:
     """The `Reference` of an `areas.<area>.reference` entry of the config, for a map in `crs`."""
-    return Reference(ref["path"], grid_crs=crs, crop_classes=ref["crop_classes"], nodata=ref.get("nodata"),
-                     class_column=ref.get("class_column", "class"), crs=ref.get("crs", "EPSG:4326"))
+    return Reference(ref.path, grid_crs=crs, crop_classes=ref.crop_classes, nodata=ref.nodata,
+                     class_column=ref.class_column, crs=ref.crs)
 
 
 def reference_on_grid(path: str, grid: AreaGrid, *, crop_classes: Sequence[int], nodata: int | None,
@@ -287,41 +288,41 @@ def assess_area(*, tiles: Sequence[Tile], reference: Reference, maps: Mapping[st
     return metrics, per_tile
 
 
-def assess(*, settings: Mapping[str, Any], map_path: str, extra_maps: Mapping[str, str], label_paths: Sequence[str],
+def assess(*, settings: AssessSettings, map_path: str, extra_maps: Mapping[str, str], label_paths: Sequence[str],
            out_json, out_table, out_csv, out_per_tile, out_confusion_png) -> str:
     """The `assess` step: metrics of the map, `extra_maps`, the consensus and every product against
     the area's reference, as JSON, Markdown, CSV, per-tile CSV and confusion plot; returns the table."""
     from cropmap.report import confusion_plot
 
     metrics, per_tile = _assess_settings(settings, maps={"map": map_path, **extra_maps}, label_paths=label_paths)
-    table = metrics_table(metrics, decimals=settings["table_decimals"])
+    table = metrics_table(metrics, decimals=settings.table_decimals)
     _write_outputs(settings, metrics=metrics, per_tile=per_tile, out_json=out_json, out_per_tile=out_per_tile,
                    tables={out_table: "# Accuracy against the reference\n\n" + table,
-                           out_csv: metrics_table(metrics, decimals=settings["table_decimals"], csv=True)})
+                           out_csv: metrics_table(metrics, decimals=settings.table_decimals, csv=True)})
     confusion_plot(metrics, out_confusion_png)
     return table
 
 
-def _assess_settings(settings: Mapping[str, Any], *, maps: Mapping[str, str], label_paths: Sequence[str]):
+def _assess_settings(settings: AssessSettings, *, maps: Mapping[str, str], label_paths: Sequence[str]):
     """`assess_area` of the `assess` step's settings: (metrics, per-tile metrics of the first map)."""
     from cropmap.grid import tiles_for_area
 
-    ref = settings["reference"]
+    ref = settings.reference
     if not ref:
         raise DataError("assess: the area has no reference data (areas.<area>.reference)")
-    tiles = tiles_for_area(settings["grid"])
+    tiles = tiles_for_area(settings.grid)
     reference = reference_from_settings(ref, tiles[0].crs)
     metrics, per_tile = assess_area(tiles=tiles, reference=reference, maps=maps, label_paths=label_paths,
-                                    products=settings["products"])
+                                    products=settings.products)
     reference.check(AreaGrid(tuple(tiles)).bounds)
     return metrics, per_tile
 
 
-def _write_outputs(settings, *, metrics, per_tile, out_json, out_per_tile, tables: Mapping[Any, str],
+def _write_outputs(settings: AssessSettings, *, metrics, per_tile, out_json, out_per_tile, tables: Mapping[Any, str],
                    extra: Mapping[str, Any] | None = None) -> None:
     from cropmap.io import atomic_path, write_json
 
-    write_json(out_json, {"reference": settings["reference"]["path"], "positive_class": settings["positive_label"],
+    write_json(out_json, {"reference": settings.reference.path, "positive_class": settings.positive_label,
                           "sources": metrics, **(extra or {})})
     with atomic_path(out_per_tile) as tmp:
         tmp.write_text("tile,f1,oa,pixels\n" + "".join(
@@ -373,7 +374,7 @@ def summary_table(rows: Mapping[str, Mapping[str, Any]], *, decimals: int = 3, c
     return "\n".join(lines) + "\n"
 
 
-def ablation_table(*, settings: Mapping[str, Any], map_path: str, maps: Mapping[str, str], model_paths: Sequence[str],
+def ablation_table(*, settings: AssessSettings, map_path: str, maps: Mapping[str, str], model_paths: Sequence[str],
                    label_paths: Sequence[str], out_json, out_table, out_csv, out_per_tile, out_confusion_png) -> str:
     """The ablation's assessment: every `<variant>@<seed>` map, the main map, the consensus and the
     products, summarised over seeds (`summarise_seeds`); returns the Markdown table."""
@@ -388,7 +389,7 @@ def ablation_table(*, settings: Mapping[str, Any], map_path: str, maps: Mapping[
         selection[f"{variant}@{seed.removeprefix('seed')}"] = load_checkpoint(path).get("val_f1")
     metrics, per_tile = _assess_settings(settings, maps={"map": map_path, **maps}, label_paths=label_paths)
     rows = summarise_seeds(metrics, selection)
-    decimals = settings["table_decimals"]
+    decimals = settings.table_decimals
     table = summary_table(rows, decimals=decimals)
     _write_outputs(settings, metrics=metrics, per_tile=per_tile, out_json=out_json, out_per_tile=out_per_tile,
                    extra={"summary": rows},

@@ -18,10 +18,12 @@ from cropmap.conventions import NODATA, REFLECTANCE_FILL, REFLECTANCE_SCALE
 from cropmap.errors import DataError, TrainingError
 from cropmap.grid import AreaGrid
 from cropmap.patches import PatchDataset, PatchStore
+from cropmap.settings import BlockSettings, RandomForestSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["fit_random_forest", "load_forest", "monthly_medians", "random_forest_block", "save_forest"]
+__all__ = ["fit_random_forest", "load_forest", "monthly_medians", "random_forest_block", "random_forest_predict_step",
+           "save_forest"]
 
 
 def monthly_medians(reflectance: np.ndarray, months: np.ndarray) -> np.ndarray:
@@ -47,18 +49,18 @@ def calendar_months(times: np.ndarray) -> np.ndarray:
     return np.asarray(times, "datetime64[M]").astype(int) % 12 + 1
 
 
-def fit_random_forest(*, stores: Sequence[PatchStore], settings: dict[str, Any], threads: int = 1):
-    """A random forest fitted on up to `settings["max_samples"]` consensus-labelled pixels, at most
+def fit_random_forest(*, stores: Sequence[PatchStore], settings: RandomForestSettings, threads: int = 1):
+    """A random forest fitted on up to `settings.max_samples` consensus-labelled pixels, at most
     64 from each of a seeded draw of the training patches."""
     from sklearn.ensemble import RandomForestClassifier
 
-    rng = np.random.default_rng(settings["seed"])
+    rng = np.random.default_rng(settings.seed)
     dataset = PatchDataset(stores) if sum(map(len, stores)) else None
     if dataset is None:
         raise TrainingError("random forest: no training patch in the area (no consensus label)")
     months = calendar_months(dataset.times)
     per_patch = 64
-    order = rng.permutation(len(dataset))[: int(np.ceil(settings["max_samples"] / per_patch))]
+    order = rng.permutation(len(dataset))[: int(np.ceil(settings.max_samples / per_patch))]
     xs, ys = [], []
     for position in order:
         item = dataset[int(position)]
@@ -72,10 +74,10 @@ def fit_random_forest(*, stores: Sequence[PatchStore], settings: dict[str, Any],
     if not xs or np.unique(np.concatenate(ys)).size < 2:
         raise TrainingError("random forest: the consensus labels hold fewer than two classes")
     x, y = np.concatenate(xs), np.concatenate(ys)
-    forest = RandomForestClassifier(n_estimators=settings["trees"], class_weight="balanced", n_jobs=threads,
-                                    random_state=settings["seed"], min_samples_leaf=2)
+    forest = RandomForestClassifier(n_estimators=settings.trees, class_weight="balanced", n_jobs=threads,
+                                    random_state=settings.seed, min_samples_leaf=2)
     forest.fit(x, y)
-    log.info("random forest: %d trees on %d labelled pixels of %d patches, %d features", settings["trees"], len(y),
+    log.info("random forest: %d trees on %d labelled pixels of %d patches, %d features", settings.trees, len(y),
              len(xs), x.shape[1])
     return {"forest": forest, "months": months.tolist(), "bands": dataset.bands}
 
@@ -124,3 +126,14 @@ def random_forest_block(*, cube_paths: Sequence[str], model: dict[str, Any], blo
         r, c = block.offset(tiles[tile_id])
         out[:, r:r + h, c:c + w] = classify(prob.astype(np.float32), cube["never_observed"].values == 0, threshold=0.5)
     return out
+
+
+def random_forest_predict_step(*, settings: BlockSettings, cube_paths: Sequence[str], model_path, block: str,
+                               out_path) -> None:
+    """The `random_forest_predict` step: the forest saved at `model_path` on the tile cubes of block `block`."""
+    from cropmap.grid import block_by_id
+    from cropmap.predict import write_block_prediction
+
+    grid = block_by_id(settings.grid, settings.block_tiles, block)
+    out = random_forest_block(cube_paths=cube_paths, model=load_forest(model_path), block=grid)
+    write_block_prediction(out_path, out, block=grid)

@@ -1,7 +1,8 @@
 """`cropmap <step>`: one sub-command per step of the chain.
 
 Each step takes the settings it depends on as JSON (`--settings`, as produced by
-`cropmap.config.settings_json`), its input files and its output paths. Errors meant for the user
+`cropmap.config.settings_json` and read into the step's dataclass of `cropmap.settings`), its input
+files and its output paths; each command calls one library function. Errors meant for the user
 are printed as one line, without a traceback, and exit with status 1.
 """
 
@@ -9,95 +10,66 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import logging
 import os
 import sys
 import time
 
-from cropmap.conventions import NODATA, available_cores
+from cropmap.conventions import available_cores
 from cropmap.credentials import RedactingFilter, redact
 from cropmap.errors import CropmapError
 
 log = logging.getLogger("cropmap")
 
 
-def _settings(text: str) -> dict:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CropmapError(f"--settings is not valid JSON: {err}") from None
+def _settings(args, step: str):
+    from cropmap.settings import parse_settings
+
+    return parse_settings(step, args.settings)
 
 
 def cmd_demo(args) -> None:
     from cropmap.demo import make_demo
 
-    make_demo(settings=_settings(args.settings), out_dir=args.out_dir)
+    make_demo(settings=_settings(args, "demo"), out_dir=args.out_dir)
 
 
 def cmd_demo_config(args) -> None:
-    import yaml
+    from cropmap.demo import write_demo_area_config
 
-    from cropmap.config import validate_config
-    from cropmap.demo import demo_area_config
-    from cropmap.io import atomic_path
-
-    config = demo_area_config(name=args.name, tiles=args.tiles, seed=args.seed)
-    validate_config(json.loads(json.dumps(config)))  # a copy: validation fills in defaults
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(f"# a demo area of {args.tiles} x {args.tiles} tiles: snakemake --cores all --configfile {args.out}\n"
-                       + yaml.safe_dump(config, sort_keys=False))
+    write_demo_area_config(name=args.name, tiles=args.tiles, seed=args.seed, out_path=args.out)
     print(f"demo area {args.name!r} of {args.tiles} x {args.tiles} tiles -> {args.out}")
 
 
 def cmd_search(args) -> None:
-    from cropmap.search import save_items, search_items
+    from cropmap.search import search_to_file
 
-    items = search_items(settings=_settings(args.settings))
-    save_items(items, args.out)
+    items = search_to_file(settings=_settings(args, "search"), out_path=args.out)
     print(f"{len(items)} items -> {args.out}")
 
 
 def cmd_sits(args) -> None:
-    from cropmap.grid import tile_by_id
-    from cropmap.cube import write_cube
-    from cropmap.sits import build_tile_cube, dask_client, read_items_for_tile
+    from cropmap.sits import tile_cube_step
 
-    import dask
-
-    settings = _settings(args.settings)
-    tile = tile_by_id(settings["grid"], args.tile)
-    items = read_items_for_tile(args.items, tile, halo=int(settings.get("halo_px", 0)))
-    # dask's local threads and the row blocks use the job's cores, not the node's
-    with dask_client(settings.get("dask_scheduler", "")), dask.config.set(num_workers=available_cores()):
-        cube = build_tile_cube(items=items, tile=tile, settings=settings)
-    write_cube(cube, args.out)
-    print(f"tile {tile.id}: {cube.sizes['time']} composites from {cube.attrs['scenes_loaded']} scenes "
+    cube = tile_cube_step(settings=_settings(args, "sits"), items_path=args.items, tile_id=args.tile, out_path=args.out)
+    print(f"tile {args.tile}: {cube.sizes['time']} composites from {cube.attrs['scenes_loaded']} scenes "
           f"({cube.attrs['scenes_skipped']} skipped), {int(cube['never_observed'].sum())} pixels never observed"
           f"{' (NO CLEAR OBSERVATION: the tile is flagged)' if cube.attrs['no_clear_observation'] else ''} -> {args.out}")
 
 
 def cmd_labels(args) -> None:
-    import numpy as np
+    from cropmap.labels import labels_step
 
-    from cropmap.grid import block_by_id
-    from cropmap.labels import block_labels, write_block_labels
-
-    settings = _settings(args.settings)
-    block = block_by_id(settings["grid"], settings["block_tiles"], args.block)
-    labels = block_labels(block=block, products=settings["products"], consensus=settings["consensus"])
-    write_block_labels(args.out, labels, block=block, product_names=list(settings["products"]))
-    inside = labels[1] != NODATA
-    labelled = labels[0] != NODATA
-    print(f"block {args.block}: {len(block.tiles)} tiles, labelled {labelled.sum() / max(inside.sum(), 1):.1%}, "
-          f"crop share of labels {np.mean(labels[0][labelled] == 1) if labelled.any() else 0:.1%} -> {args.out}")
+    summary = labels_step(settings=_settings(args, "labels"), block=args.block, out_path=args.out)
+    print(f"block {args.block}: {summary['tiles']} tiles, labelled {summary['labelled_share']:.1%}, "
+          f"crop share of labels {summary['crop_share']:.1%} -> {args.out}")
 
 
 def cmd_label_quality(args) -> None:
     from cropmap.label_quality import label_quality
 
-    settings = _settings(args.settings)
-    summary = label_quality(settings=settings, label_paths=args.labels, out_json=args.out, out_png=args.plot)
+    summary = label_quality(settings=_settings(args, "label_quality"), label_paths=args.labels, out_json=args.out,
+                            out_png=args.plot)
     print(f"labelled {summary['labelled_fraction']:.1%} of the area; label accuracy "
           f"{summary.get('accuracy', {}).get('consensus', float('nan')):.3f}")
 
@@ -115,7 +87,7 @@ def cmd_patches(args) -> None:
     from cropmap.patches import write_block_patches
 
     written = write_block_patches(kind=args.kind, cube_paths=args.cubes, label_paths=args.labels, block=args.block,
-                                  settings=_settings(args.settings), out_path=args.out)
+                                  settings=_settings(args, f"{args.kind}_patches"), out_path=args.out)
     print(f"block {args.block}: {sum(written.values())} {args.kind} patches from {len(written)} tiles -> {args.out}")
 
 
@@ -129,58 +101,41 @@ def cmd_pretrain(args) -> None:
     from cropmap.training import pretrain
 
     workers = _torch_threads()
-    result = pretrain(stores=_stores(args.patches), settings=_settings(args.settings), out_path=args.out,
+    result = pretrain(stores=_stores(args.patches), settings=_settings(args, "pretrain"), out_path=args.out,
                       curve_csv=args.curve_csv, curve_png=args.curve_png, workers=workers)
     print(f"pretraining done: {result}")
 
 
 def cmd_train(args) -> None:
-    from cropmap.training import load_checkpoint, train
+    from cropmap.training import train_step
 
-    settings = _settings(args.settings)
     workers = _torch_threads()
-    pretrained = load_checkpoint(args.pretrained) if args.pretrained and settings["use_pretrained"] else None
-    result = train(stores=_stores(args.patches), settings=settings, pretrained=pretrained, out_path=args.out,
-                   metrics_csv=args.metrics_csv, curves_png=args.curves_png, workers=workers)
+    result = train_step(settings=_settings(args, "train"), stores=_stores(args.patches), pretrained_path=args.pretrained,
+                        out_path=args.out, metrics_csv=args.metrics_csv, curves_png=args.curves_png, workers=workers)
     print(f"training done: {result}")
 
 
 def cmd_predict(args) -> None:
-    from cropmap.grid import block_by_id
-    from cropmap.predict import predict_block
-    from cropmap.training import load_checkpoint
+    from cropmap.predict import predict_step
 
-    settings = _settings(args.settings)
-    block = block_by_id(settings["grid"], settings["block_tiles"], args.block)
     _torch_threads()
-    predict_block(cube_paths=args.cubes, checkpoint=load_checkpoint(args.model), block=block,
-                  settings=settings, out_path=args.out)
+    predict_step(settings=_settings(args, "predict"), cube_paths=args.cubes, model_path=args.model, block=args.block,
+                 out_path=args.out)
     print(f"predicted block {args.block} ({len(args.cubes)} tiles) -> {args.out}")
 
 
 def cmd_mosaic(args) -> None:
-    from cropmap.grid import AreaGrid, tiles_for_area
-    from cropmap.predict import mosaic
+    from cropmap.predict import mosaic_step
 
-    from cropmap.conventions import MAP_CLASSES
-    from cropmap.report import map_styles
-
-    settings = _settings(args.settings)
-    grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
-    tags = {"classes": "0 non-crop, 1 crop, 255 no data", "producer": "cropmap"}
-    mosaic(args.tiles, grid, band=1, out_path=args.map, resampling="nearest", tags=tags, description="cropland class",
-           classes={value: (name, colour) for value, (name, colour, _) in MAP_CLASSES.items()})
-    mosaic(args.tiles, grid, band=2, out_path=args.probability, resampling="average",
-           tags={"units": "percent", "producer": "cropmap"}, description="cropland probability (%)")
-    if args.legend:
-        map_styles(map_path=args.map, probability_path=args.probability, legend_png=args.legend)
+    grid = mosaic_step(settings=_settings(args, "mosaic"), block_paths=args.tiles, map_path=args.map,
+                       probability_path=args.probability, legend_png=args.legend)
     print(f"mosaic of {len(args.tiles)} blocks, {grid.shape[1]} x {grid.shape[0]} px -> {args.map}")
 
 
 def cmd_assess(args) -> None:
     from cropmap.assessment import assess
 
-    table = assess(settings=_settings(args.settings), map_path=args.map, extra_maps=dict(args.extra_map or []),
+    table = assess(settings=_settings(args, "assess"), map_path=args.map, extra_maps=dict(args.extra_map or []),
                    label_paths=args.labels, out_json=args.out, out_table=args.table, out_csv=args.csv,
                    out_per_tile=args.per_tile, out_confusion_png=args.confusion_png)
     print(table)
@@ -189,7 +144,7 @@ def cmd_assess(args) -> None:
 def cmd_ablation_table(args) -> None:
     from cropmap.assessment import ablation_table
 
-    table = ablation_table(settings=_settings(args.settings), map_path=args.map, maps=dict(args.extra_map or []),
+    table = ablation_table(settings=_settings(args, "assess"), map_path=args.map, maps=dict(args.extra_map or []),
                            model_paths=args.models, label_paths=args.labels, out_json=args.out, out_table=args.table,
                            out_csv=args.csv, out_per_tile=args.per_tile, out_confusion_png=args.confusion_png)
     print(table)
@@ -198,20 +153,17 @@ def cmd_ablation_table(args) -> None:
 def cmd_random_forest(args) -> None:
     from cropmap.baseline import fit_random_forest, save_forest
 
-    model = fit_random_forest(stores=_stores(args.patches), settings=_settings(args.settings), threads=available_cores())
+    model = fit_random_forest(stores=_stores(args.patches), settings=_settings(args, "random_forest"),
+                              threads=available_cores())
     save_forest(model, args.out)
     print(f"random forest of {len(model['forest'].estimators_)} trees -> {args.out}")
 
 
 def cmd_random_forest_predict(args) -> None:
-    from cropmap.baseline import load_forest, random_forest_block
-    from cropmap.grid import block_by_id
-    from cropmap.predict import write_block_prediction
+    from cropmap.baseline import random_forest_predict_step
 
-    settings = _settings(args.settings)
-    block = block_by_id(settings["grid"], settings["block_tiles"], args.block)
-    out = random_forest_block(cube_paths=args.cubes, model=load_forest(args.model), block=block)
-    write_block_prediction(args.out, out, block=block)
+    random_forest_predict_step(settings=_settings(args, "random_forest_predict"), cube_paths=args.cubes,
+                               model_path=args.model, block=args.block, out_path=args.out)
     print(f"random forest on block {args.block} ({len(args.cubes)} tiles) -> {args.out}")
 
 
@@ -235,30 +187,25 @@ def cmd_availability(args) -> None:
 def cmd_sample(args) -> None:
     from cropmap.sampling import sample_map
 
-    points = sample_map(settings=_settings(args.settings), map_path=args.map, out_csv=args.csv, out_gpkg=args.gpkg)
+    points = sample_map(settings=_settings(args, "sample"), map_path=args.map, out_csv=args.csv, out_gpkg=args.gpkg)
     print(f"{len(points)} sample points -> {args.csv}, {args.gpkg}")
 
 
 def cmd_area(args) -> None:
     from cropmap.sampling import estimate_area
 
-    result = estimate_area(settings=_settings(args.settings), map_path=args.map, sample_csv=args.sample,
+    result = estimate_area(settings=_settings(args, "area"), map_path=args.map, sample_csv=args.sample,
                            labelled_out=args.labelled_out, out_json=args.out, out_csv=args.csv)
     print(f"cropland {result['area'][1]:.0f} ha ± {result['area_ci95'][1]:.0f} ha (95 %), "
           f"mapped {result['mapped_area_ha'][1]:.0f} ha; overall accuracy {result['overall_accuracy']:.3f}")
 
 
 def cmd_stac_item(args) -> None:
-    from cropmap.io import read_json
-    from cropmap.report import map_stac_item
-    from cropmap.training import load_checkpoint
+    from cropmap.report import stac_item_step
 
-    settings = _settings(args.settings)
-    map_stac_item(map_path=args.map, probability_path=args.probability,
-                  checkpoint=load_checkpoint(args.model) if args.model else None,
-                  metrics=read_json(args.metrics) if args.metrics else None,
-                  area_estimate=read_json(args.area_estimate) if args.area_estimate else None,
-                  area=args.area, season=settings["season"], out_path=args.out)
+    stac_item_step(settings=_settings(args, "stac_item"), map_path=args.map, probability_path=args.probability,
+                   model_path=args.model, metrics_path=args.metrics, area_estimate_path=args.area_estimate,
+                   area=args.area, out_path=args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:

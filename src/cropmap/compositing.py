@@ -11,14 +11,15 @@ import numpy as np
 
 from cropmap.cloudmask import scl_masked
 from cropmap.conventions import available_cores
+from cropmap.settings import SeasonSettings
 
 __all__ = ["clear_mask", "composite", "composite_dn", "composite_periods", "fill_gaps", "grown_mask", "in_blocks"]
 
 
-def composite_periods(season: dict[str, str], interval_days: int) -> list[tuple[dt.date, dt.date]]:
+def composite_periods(season: SeasonSettings, interval_days: int) -> list[tuple[dt.date, dt.date]]:
     """Consecutive [start, end) periods of `interval_days` covering the season (end inclusive)."""
-    start = dt.date.fromisoformat(season["start"])
-    end = dt.date.fromisoformat(season["end"]) + dt.timedelta(days=1)
+    start = dt.date.fromisoformat(season.start)
+    end = dt.date.fromisoformat(season.end) + dt.timedelta(days=1)
     periods = []
     while start < end:
         stop = min(start + dt.timedelta(days=interval_days), end)

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 from importlib import resources
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -19,7 +20,8 @@ import yaml
 from cropmap.errors import ConfigError
 
 __all__ = ["ABLATION_VARIANTS", "OWN_PRETRAINING", "ablation_areas", "ablation_variants", "load_schema", "load_config", "selected_areas",
-           "settings_json", "step_settings", "validate_config"]
+           "grid_settings", "settings_json", "step_settings", "typed_settings",
+           "validate_config"]
 
 
 def load_schema() -> dict[str, Any]:
@@ -276,8 +278,49 @@ def ablation_areas(config: dict[str, Any]) -> list[str]:
     return [name for name in names if config["areas"][name].get("reference")]
 
 
+def _grid(a: dict[str, Any]) -> dict[str, Any]:
+    return {k: a[k] for k in ("aoi", "crs", "resolution", "tile_size")}
+
+
+def _without_gpus(section: dict[str, Any]) -> dict[str, Any]:
+    # the GPU request is the scheduler's business, not the result's: it never reruns a step
+    return {k: v for k, v in section.items() if k != "gpus"}
+
+
+# step -> what it depends on, from the validated config (c) and its area (a); the shapes are the
+# dataclasses of `cropmap.settings.STEP_SETTINGS`
+_STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+    "demo": lambda c, a: {"grid": _grid(a), "season": a["season"], "demo": a.get("demo", {}),
+                          "bands": c["sits"]["bands"], "scl_band": c["sits"]["scl_band"]},
+    "search": lambda c, a: {"grid": _grid(a), "season": a["season"], "stac": a["stac"]},
+    "sits": lambda c, a: {"grid": _grid(a), "season": a["season"], "sign": a["stac"]["sign"], **c["sits"],
+                          **({"interval_days": a["interval_days"]} if "interval_days" in a else {})},
+    "labels": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"], "products": a["glc"],
+                            "consensus": c["consensus"]},
+    "pretrain_patches": lambda c, a: {"size": c["patches"]["size"], "per_tile": c["patches"]["pretrain_per_tile"],
+                                      "seed": c["patches"]["seed"]},
+    "train_patches": lambda c, a: {"size": c["patches"]["size"], "per_tile": c["patches"]["train_per_tile"],
+                                   "seed": c["patches"]["seed"],
+                                   "follow_labelled_share": c["patches"]["follow_labelled_share"],
+                                   "crop_share": c["patches"]["crop_share"]},
+    "pretrain": lambda c, a: {"model": c["model"], **c["pretrain"], "season_start": a["season"]["start"]},
+    "train": lambda c, a: {"model": c["model"], **_without_gpus(c["train"]), "season_start": a["season"]["start"]},
+    "predict": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"], "season_start": a["season"]["start"],
+                             **_without_gpus(c["predict"])},
+    "mosaic": lambda c, a: {"grid": _grid(a), **_without_gpus(c["predict"])},
+    "label_quality": lambda c, a: {"grid": _grid(a), "reference": a.get("reference"), "products": list(a["glc"])},
+    "assess": lambda c, a: {"grid": _grid(a), "reference": a.get("reference"), "products": list(a["glc"]),
+                            **{k: v for k, v in c["assess"].items() if k not in ("sample", "labelled_sample")}},
+    "sample": lambda c, a: c["assess"]["sample"],
+    "area": lambda c, a: {"reference": a.get("reference"), "labelled_sample": c["assess"].get("labelled_sample")},
+    "random_forest": lambda c, a: {"seed": c["train"]["seed"], **c["ablation"]["random_forest"]},
+    "random_forest_predict": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"]},
+    "stac_item": lambda c, a: {"season": a["season"]},
+}
+
+
 def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any]:
-    """The settings one step depends on, and nothing else; an ablation's steps are
+    """The settings one step depends on, and nothing else, as plain values; an ablation's steps are
     `pretrain:<variant>`, `train:<variant>:<seed>` and `random_forest:<seed>`."""
     if ":" in step:
         step, variant, *seed = step.split(":")
@@ -287,52 +330,23 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
         settings = step_settings(config, area, step)
         settings = {**settings, **parts.get(step, {}), "model": {**settings["model"], **parts.get("model", {})}}
         return {**settings, "seed": int(seed[0])} if seed else settings
-    a = config["areas"][area]
-    grid = {k: a[k] for k in ("aoi", "crs", "resolution", "tile_size")}
-    if step == "demo":
-        return {"grid": grid, "season": a["season"], "demo": a.get("demo", {}),
-                "bands": config["sits"]["bands"], "scl_band": config["sits"]["scl_band"]}
-    if step == "search":
-        return {"grid": grid, "season": a["season"], "stac": a["stac"]}
-    if step == "sits":
-        return {"grid": grid, "season": a["season"], "sign": a["stac"]["sign"], **config["sits"],
-                **({"interval_days": a["interval_days"]} if "interval_days" in a else {})}
-    if step == "labels":
-        return {"grid": grid, "block_tiles": a["block_tiles"], "products": a["glc"], "consensus": config["consensus"]}
-    if step == "pretrain_patches":
-        patches = config["patches"]
-        return {"size": patches["size"], "per_tile": patches["pretrain_per_tile"], "seed": patches["seed"]}
-    if step == "train_patches":
-        patches = config["patches"]
-        return {"size": patches["size"], "per_tile": patches["train_per_tile"], "seed": patches["seed"],
-                "follow_labelled_share": patches["follow_labelled_share"], "crop_share": patches["crop_share"]}
-    if step == "pretrain":
-        return {"model": config["model"], **config["pretrain"], "season_start": a["season"]["start"]}
-    if step == "train":
-        return {"model": config["model"], **{k: v for k, v in config["train"].items() if k != "gpus"},
-                "season_start": a["season"]["start"]}
-    # the GPU request is the scheduler's business, not the result's: it never reruns a step
-    predict = {k: v for k, v in config["predict"].items() if k != "gpus"}
-    if step == "predict":
-        return {"grid": grid, "block_tiles": a["block_tiles"], "season_start": a["season"]["start"], **predict}
-    if step == "mosaic":
-        return {"grid": grid, **predict}
-    if step == "label_quality":
-        return {"grid": grid, "reference": a.get("reference"), "products": list(a["glc"])}
-    if step == "assess":
-        assess = {k: v for k, v in config["assess"].items() if k not in ("sample", "labelled_sample")}
-        return {"grid": grid, "reference": a.get("reference"), "products": list(a["glc"]), **assess}
-    if step == "sample":
-        return config["assess"]["sample"]
-    if step == "area":
-        return {"reference": a.get("reference"), "labelled_sample": config["assess"].get("labelled_sample")}
-    if step == "random_forest":
-        return {"seed": config["train"]["seed"], **config["ablation"]["random_forest"]}
-    if step == "random_forest_predict":
-        return {"grid": grid, "block_tiles": a["block_tiles"]}
-    if step == "stac_item":
-        return {"season": a["season"]}
-    raise ValueError(f"unknown step {step!r}")
+    if step not in _STEP_BUILDERS:
+        raise ValueError(f"unknown step {step!r}")
+    return _STEP_BUILDERS[step](config, config["areas"][area])
+
+
+def grid_settings(config: dict[str, Any], area: str):
+    """The area's tiling as `cropmap.settings.GridSettings`."""
+    from cropmap.settings import GridSettings
+
+    return GridSettings(**_grid(config["areas"][area]))
+
+
+def typed_settings(config: dict[str, Any], area: str, step: str):
+    """`step_settings` as the step's dataclass of `cropmap.settings`."""
+    from cropmap.settings import STEP_SETTINGS, from_dict
+
+    return from_dict(STEP_SETTINGS[step.split(":")[0]], step_settings(config, area, step), where=f"{step} settings")
 
 
 def settings_json(config: dict[str, Any], area: str, step: str) -> str:

@@ -6,6 +6,7 @@ cubes (patches, predict, the forest) do not import odc-stac's reader."""
 from __future__ import annotations
 
 import numpy as np
+import rioxarray  # noqa: F401  (registers .rio: a cube's CRS and transform are read and written through it)
 import xarray as xr
 
 from cropmap.conventions import REFLECTANCE_FILL

@@ -35,10 +35,11 @@ from tqdm import tqdm
 from cropmap.conventions import NODATA
 from cropmap.grid import AreaGrid, reproject_geometry, tiles_for_area
 from cropmap.io import atomic_path, write_geotiff
+from cropmap.settings import DemoAreaSettings, SeasonSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_demo", "LANDCOVER_CLASSES", "demo_area_config"]
+__all__ = ["make_demo", "LANDCOVER_CLASSES", "demo_area_config", "write_demo_area_config"]
 
 # true land-cover classes of the demo landscape
 LANDCOVER_CLASSES = {1: "maize", 2: "soybean", 3: "winter wheat", 4: "wheat then soybean",
@@ -229,8 +230,8 @@ def _down2(a: np.ndarray) -> np.ndarray:
     return a.reshape(*a.shape[:-2], h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
 
 
-def _scene_dates(season: dict[str, str], revisit_days: int) -> list[dt.date]:
-    start, end = dt.date.fromisoformat(season["start"]), dt.date.fromisoformat(season["end"])
+def _scene_dates(season: SeasonSettings, revisit_days: int) -> list[dt.date]:
+    start, end = dt.date.fromisoformat(season.start), dt.date.fromisoformat(season.end)
     return [start + dt.timedelta(days=d) for d in range(1, (end - start).days + 1, revisit_days)]
 
 
@@ -375,17 +376,17 @@ def write_reference(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rand
             writer.writerow([i, f"{x:.1f}", f"{y:.1f}", f"{lon:.6f}", f"{lat:.6f}", cls, LANDCOVER_CLASSES[int(lc)]])
 
 
-def make_demo(*, settings: dict[str, Any], out_dir: str | Path) -> Path:
+def make_demo(*, settings: DemoAreaSettings, out_dir: str | Path) -> Path:
     """Write the demo study area under `out_dir`; return the path of its STAC catalog."""
     out_dir = Path(out_dir)
-    grid = AreaGrid(tuple(tiles_for_area(settings["grid"])))
-    seed = settings["demo"].get("seed", 42)
+    grid = AreaGrid(tuple(tiles_for_area(settings.grid)))
+    demo = settings.demo
+    seed = demo.seed
     rng = np.random.default_rng(seed)
     log.info("demo: %d tiles, %s px, CRS %s, seed %d", len(grid.tiles), grid.shape, grid.crs, seed)
-    demo = settings["demo"]
-    land = make_landscape(grid.shape, rng, crop_share=demo.get("crop_share", 0.62))
+    land = make_landscape(grid.shape, rng, crop_share=demo.crop_share)
     glc_dir, ref_dir = out_dir / "glc", out_dir / "reference"
-    write_products(land, grid, glc_dir, np.random.default_rng(seed + 1), errors=demo.get("product_errors", "random"))
+    write_products(land, grid, glc_dir, np.random.default_rng(seed + 1), errors=demo.product_errors)
     write_reference(land, grid, ref_dir, np.random.default_rng(seed + 2))
 
     catalog_dir = out_dir / "stac"
@@ -397,12 +398,12 @@ def make_demo(*, settings: dict[str, Any], out_dir: str | Path) -> Path:
     )
     catalog.add_child(collection)
     epsg = int(grid.crs.split(":")[1])
-    dates = _scene_dates(settings["season"], settings["demo"].get("revisit_days", 5))
+    dates = _scene_dates(settings.season, demo.revisit_days)
     scene_rng = np.random.default_rng(seed + 3)
     h, w = grid.shape
     # beyond a slanted edge no scene has data (an archive's or an orbit's end): tiles only partly observed
     rows, cols = np.mgrid[0:h, 0:w]
-    beyond_edge = cols > demo.get("data_coverage", 1.0) * w + 0.25 * (rows - h / 2)
+    beyond_edge = cols > demo.data_coverage * w + 0.25 * (rows - h / 2)
     items = []
     for k, date in enumerate(tqdm(dates, desc="demo scenes", unit="scene")):
         doy = date.timetuple().tm_yday
@@ -474,3 +475,19 @@ def demo_area_config(*, name: str, tiles: int, seed: int = 42, tile_size: int = 
             "reference": {"path": f"{data}/reference/cropland_truth.tif", "crop_classes": [1], "nodata": 255},
         }},
     }
+
+
+def write_demo_area_config(*, name: str, tiles: int, seed: int, out_path) -> dict[str, Any]:
+    """`demo_area_config` checked against the schema and written as YAML to `out_path`."""
+    import json
+
+    import yaml
+
+    from cropmap.config import validate_config
+
+    config = demo_area_config(name=name, tiles=tiles, seed=seed)
+    validate_config(json.loads(json.dumps(config)))  # a copy: validation fills in defaults
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(f"# a demo area of {tiles} x {tiles} tiles: snakemake --cores all --configfile {out_path}\n"
+                       + yaml.safe_dump(config, sort_keys=False))
+    return config

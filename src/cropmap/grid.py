@@ -22,6 +22,7 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from cropmap.errors import ConfigError
+from cropmap.settings import GridSettings
 
 __all__ = ["AreaGrid", "Tile", "aoi_geometry", "block_by_id", "block_id", "blocks_for_area", "output_crs", "tile_by_id",
            "tiles_for_area", "utm_crs_for"]
@@ -93,16 +94,17 @@ def aoi_geometry(aoi: dict[str, Any]) -> BaseGeometry:
     return geom
 
 
-def output_crs(grid: dict[str, Any]) -> str:
-    if grid.get("crs", "auto") != "auto":
-        return CRS.from_user_input(grid["crs"]).to_string()
-    c = aoi_geometry(grid["aoi"]).centroid
+def output_crs(grid: GridSettings) -> str:
+    """The tiles' CRS: the configured one, or the UTM zone of the AOI's centre for "auto"."""
+    if grid.crs != "auto":
+        return CRS.from_user_input(grid.crs).to_string()
+    c = aoi_geometry(grid.aoi).centroid
     return utm_crs_for(c.x, c.y)
 
 
-def aoi_in_crs(grid: dict[str, Any], crs: str | None = None) -> BaseGeometry:
+def aoi_in_crs(grid: GridSettings, crs: str | None = None) -> BaseGeometry:
     crs = crs or output_crs(grid)
-    return reproject_geometry(aoi_geometry(grid["aoi"]).segmentize(0.01), "EPSG:4326", crs)
+    return reproject_geometry(aoi_geometry(grid.aoi).segmentize(0.01), "EPSG:4326", crs)
 
 
 def reproject_geometry(geom: BaseGeometry, src_crs: str, dst_crs: str) -> BaseGeometry:
@@ -110,11 +112,11 @@ def reproject_geometry(geom: BaseGeometry, src_crs: str, dst_crs: str) -> BaseGe
     return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
 
 
-def tiles_for_area(grid: dict[str, Any]) -> list[Tile]:
+def tiles_for_area(grid: GridSettings) -> list[Tile]:
     """All tiles that intersect the AOI, sorted by id."""
     crs = output_crs(grid)
     aoi = aoi_in_crs(grid, crs)
-    res, size = float(grid["resolution"]), int(grid["tile_size"])
+    res, size = float(grid.resolution), int(grid.tile_size)
     e = res * size
     left, bottom, right, top = aoi.bounds
     tiles = []
@@ -131,7 +133,7 @@ def block_id(tile: Tile, block_tiles: int) -> str:
     return f"bx{tile.ix // block_tiles:04d}y{tile.iy // block_tiles:04d}"
 
 
-def blocks_for_area(grid: dict[str, Any], block_tiles: int) -> dict[str, AreaGrid]:
+def blocks_for_area(grid: GridSettings, block_tiles: int) -> dict[str, AreaGrid]:
     """The area's tiles grouped in blocks (the unit of the label and prediction jobs), by block id.
 
     A block's grid covers the bounding box of its tiles that are in the area.
@@ -142,14 +144,14 @@ def blocks_for_area(grid: dict[str, Any], block_tiles: int) -> dict[str, AreaGri
     return {bid: AreaGrid(tuple(tiles)) for bid, tiles in sorted(blocks.items())}
 
 
-def block_by_id(grid: dict[str, Any], block_tiles: int, block: str) -> AreaGrid:
+def block_by_id(grid: GridSettings, block_tiles: int, block: str) -> AreaGrid:
     blocks = blocks_for_area(grid, block_tiles)
     if block not in blocks:
         raise ConfigError(f"block {block!r} is not in the area's grid")
     return blocks[block]
 
 
-def tile_by_id(grid: dict[str, Any], tile_id: str) -> Tile:
+def tile_by_id(grid: GridSettings, tile_id: str) -> Tile:
     for tile in tiles_for_area(grid):
         if tile.id == tile_id:
             return tile

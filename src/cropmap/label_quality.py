@@ -13,6 +13,7 @@ from cropmap.conventions import NODATA
 from cropmap.grid import AreaGrid, tiles_for_area
 from cropmap.io import write_json
 from cropmap.labels import BlockRasters, product_band
+from cropmap.settings import LabelQualitySettings
 
 __all__ = ["LabelCounts", "label_quality", "summarise_labels"]
 
@@ -116,15 +117,15 @@ def _plot(labels, agreeing, summary, path) -> None:
     save_png(fig, path, dpi=90, tight=False)
 
 
-def label_quality(*, settings: dict[str, Any], label_paths: Sequence[str], out_json, out_png,
+def label_quality(*, settings: LabelQualitySettings, label_paths: Sequence[str], out_json, out_png,
                   plot_side: int = 1024) -> dict[str, Any]:
     """Summary (JSON) and plot of the block label files of an area, tile by tile: memory is that of
     one tile and of the plot's picture (at most `plot_side` pixels across), whatever the area."""
-    tiles = tiles_for_area(settings["grid"])
+    tiles = tiles_for_area(settings.grid)
     grid = AreaGrid(tuple(tiles))
     blocks = BlockRasters(label_paths)
-    bands = {name: product_band(label_paths[0], name) for name in settings["products"]}
-    ref = settings.get("reference")
+    bands = {name: product_band(label_paths[0], name) for name in settings.products}
+    ref = settings.reference
     reference = reference_from_settings(ref, grid.crs) if ref else None
     counts = LabelCounts(list(bands))
     step = max(1, int(np.ceil(max(grid.shape) / plot_side)))

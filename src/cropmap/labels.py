@@ -7,7 +7,7 @@ descriptions as `product:<name>`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ from cropmap.conventions import NODATA
 from cropmap.glc import legend_for, product_on_tile, product_sources
 from cropmap.grid import AreaGrid, Tile
 from cropmap.io import write_geotiff
+from cropmap.settings import ConsensusSettings, LabelsSettings
 
-__all__ = ["BlockRasters", "LABEL_BANDS", "block_labels", "product_band", "read_window", "tile_labels", "write_block_labels"]
+__all__ = ["BlockRasters", "LABEL_BANDS", "block_labels", "product_band", "labels_step", "read_window", "tile_labels",
+           "write_block_labels"]
 
 LABEL_BANDS = ("consensus label (1 crop, 0 non-crop, 255 unlabelled)", "voters", "agreeing")
 
@@ -37,22 +39,22 @@ def product_band(path: str | Path, name: str) -> int:
         raise DataError(f"{path} has no band for product {name!r}") from None
 
 
-def tile_labels(*, tile: Tile, products: dict[str, dict[str, Any]], consensus: dict[str, Any]) -> np.ndarray:
+def tile_labels(*, tile: Tile, products: Mapping[str, Mapping[str, Any]], consensus: ConsensusSettings) -> np.ndarray:
     """(3 + n_products, H, W) uint8 labels of one tile (band order as in the block file)."""
     recoded = np.stack([
         product_on_tile(product_sources(product, tile), legend_for(product), tile,
                         crop_fraction_threshold=product.get("crop_fraction_threshold", 0.5))
         for product in products.values()])
-    weights = [consensus["weights"].get(name, 1.0) for name in products]
+    weights = [consensus.weights.get(name, 1.0) for name in products]
     labels, voters, agreeing = consensus_labels(
-        recoded, min_voters=consensus["min_voters"], rule=consensus["rule"],
-        min_agreement=consensus["min_agreement"], weights=weights,
-        weighted_threshold=consensus["weighted_threshold"])
-    labels = clean_labels(labels, erode_px=consensus["erode_px"], min_patch_px=consensus["min_patch_px"])
+        recoded, min_voters=consensus.min_voters, rule=consensus.rule,
+        min_agreement=consensus.min_agreement, weights=weights,
+        weighted_threshold=consensus.weighted_threshold)
+    labels = clean_labels(labels, erode_px=consensus.erode_px, min_patch_px=consensus.min_patch_px)
     return np.concatenate([np.stack([labels, voters, agreeing]).astype(np.uint8), recoded])
 
 
-def block_labels(*, block: AreaGrid, products: dict[str, dict[str, Any]], consensus: dict[str, Any]) -> np.ndarray:
+def block_labels(*, block: AreaGrid, products: Mapping[str, Mapping[str, Any]], consensus: ConsensusSettings) -> np.ndarray:
     """Labels of every tile of `block`, pasted on the block's grid (255 outside its tiles)."""
     out = np.full((3 + len(products), *block.shape), NODATA, np.uint8)
     for tile in block.tiles:
@@ -64,6 +66,19 @@ def block_labels(*, block: AreaGrid, products: dict[str, dict[str, Any]], consen
 def write_block_labels(path, labels: np.ndarray, *, block: AreaGrid, product_names: Sequence[str]) -> None:
     write_geotiff(path, labels, transform=block.transform, crs=block.crs, nodata=NODATA,
                   descriptions=[*LABEL_BANDS, *(f"product:{name}" for name in product_names)])
+
+
+def labels_step(*, settings: LabelsSettings, block: str, out_path) -> dict[str, float]:
+    """The `labels` step: every product and their consensus on block `block`, written to `out_path`;
+    returns the block's tile count, labelled share (of its pixels in the area) and crop share of the labels."""
+    from cropmap.grid import block_by_id
+
+    grid = block_by_id(settings.grid, settings.block_tiles, block)
+    labels = block_labels(block=grid, products=settings.products, consensus=settings.consensus)
+    write_block_labels(out_path, labels, block=grid, product_names=list(settings.products))
+    inside, labelled = labels[1] != NODATA, labels[0] != NODATA
+    return {"tiles": len(grid.tiles), "labelled_share": float(labelled.sum() / max(inside.sum(), 1)),
+            "crop_share": float(np.mean(labels[0][labelled] == 1)) if labelled.any() else 0.0}
 
 
 class BlockRasters:

@@ -22,13 +22,13 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cropmap.conventions import CROP, NODATA, NONCROP, REFLECTANCE_FILL
 from cropmap.errors import DataError
 from cropmap.io import atomic_path
+from cropmap.settings import PretrainPatchSettings, TrainPatchSettings
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +163,10 @@ class PatchWriter:
 
 
 def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Sequence[str] | None, block: str,
-                        settings: dict[str, Any], out_path) -> dict[str, int]:
+                        settings: PretrainPatchSettings | TrainPatchSettings, out_path) -> dict[str, int]:
     """Draw the patches of one block's tiles and write them to the block's store; returns patches per tile.
 
-    settings: `size`, `per_tile`, `seed` and, for training patches, `follow_labelled_share`, `crop_share`
-    (`cropmap.config.step_settings` of `pretrain_patches` / `train_patches`).
+    settings: `TrainPatchSettings` for training patches.
     Memory: one tile cube at a time.
     """
     from cropmap.labels import read_window
@@ -177,7 +176,7 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
         raise DataError("training patches need the block's label file")
     if not cube_paths:
         raise DataError(f"block {block}: no cube given")
-    size = int(settings["size"])
+    size = settings.size
     written: dict[str, int] = {}
     with atomic_path(out_path) as tmp:
         writer = None
@@ -189,17 +188,17 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
                     cube = cube.isel(y=slice(halo, -halo), x=slice(halo, -halo))
                 tile_id = str(cube.attrs.get("tile", Path(path).stem))
                 observed_px = cube["never_observed"].values == 0
-                rng = tile_seed(int(settings["seed"]), tile_id)
+                rng = tile_seed(settings.seed, tile_id)
                 labels = None
                 if kind == PRETRAIN:
-                    count = tile_patch_count(settings["per_tile"], float(observed_px.mean()), follow_share=True)
+                    count = tile_patch_count(settings.per_tile, float(observed_px.mean()), follow_share=True)
                     rows, cols = draw_observed_centres(observed_px, count, rng)
                 else:
                     labels = read_window(label_paths, _bounds(cube), name=tile_id)
                     labels = np.where(observed_px, labels, NODATA).astype(np.uint8)
-                    count = tile_patch_count(settings["per_tile"], float(np.mean(labels != NODATA)),
-                                             follow_share=settings["follow_labelled_share"])
-                    rows, cols, _ = draw_labelled_centres(labels, count, rng, crop_share=settings["crop_share"])
+                    count = tile_patch_count(settings.per_tile, float(np.mean(labels != NODATA)),
+                                             follow_share=settings.follow_labelled_share)
+                    rows, cols, _ = draw_labelled_centres(labels, count, rng, crop_share=settings.crop_share)
                 if writer is None:
                     writer = PatchWriter(tmp, kind=kind, times=cube["time"].values, size=size, block=block,
                                          bands=[str(b) for b in cube["band"].values])

@@ -23,11 +23,12 @@ from cropmap.errors import DataError
 from cropmap.grid import AreaGrid
 from cropmap.io import write_cog_from_blocks, write_geotiff
 from cropmap.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
+from cropmap.settings import MosaicSettings, PredictSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["blend_weights", "classify", "load_model", "mosaic", "predict_block", "predict_probability",
-           "tile_probability", "window_starts", "write_block_prediction"]
+__all__ = ["blend_weights", "classify", "load_model", "mosaic", "mosaic_step", "predict_block", "predict_probability",
+           "predict_step", "tile_probability", "window_starts", "write_block_prediction"]
 
 
 
@@ -104,7 +105,7 @@ def mosaic(block_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, r
 
 
 def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: dict[str, Any],
-                     settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+                     settings: PredictSettings) -> tuple[np.ndarray, np.ndarray]:
     """Crop probability (H, W) of one tile cube, its halo cut off, and the mask of observed pixels."""
     from cropmap.dataset import date_positions
 
@@ -115,9 +116,9 @@ def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: 
                         f"{checkpoint['bands']}")
     x = standardise(torch.from_numpy(cube["reflectance"].values), torch.from_numpy(mean), torch.from_numpy(std)).numpy()
     device = next(model.parameters()).device
-    dates = date_positions(cube["time"].values, season_start=settings["season_start"], encoding=model.config.date_encoding)
-    prob = predict_probability(model, x, dates, window=settings["window"],
-                               overlap=settings["overlap"], batch_size=settings["batch_size"], device=device)
+    dates = date_positions(cube["time"].values, season_start=settings.season_start, encoding=model.config.date_encoding)
+    prob = predict_probability(model, x, dates, window=settings.window,
+                               overlap=settings.overlap, batch_size=settings.batch_size, device=device)
     halo = int(cube.attrs.get("halo_px", 0))
     if halo:
         prob = prob[halo:-halo, halo:-halo]
@@ -126,13 +127,13 @@ def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: 
 
 
 def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], block: AreaGrid,
-                  settings: dict[str, Any], out_path) -> None:
+                  settings: PredictSettings, out_path) -> None:
     """Predict each tile cube of `block` and write the block's class and probability (percent) raster."""
     from cropmap.cube import open_cube
 
     model = load_model(checkpoint, pick_device())
     # the setting wins; else the threshold training calibrated (0.5 for checkpoints without one)
-    threshold = settings["threshold"] if settings["threshold"] is not None else checkpoint.get("threshold", 0.5)
+    threshold = settings.threshold if settings.threshold is not None else checkpoint.get("threshold", 0.5)
     tiles = {tile.id: tile for tile in block.tiles}
     out = np.full((2, *block.shape), NODATA, np.uint8)
     for path in cube_paths:
@@ -150,3 +151,31 @@ def write_block_prediction(path, prediction: np.ndarray, *, block: AreaGrid) -> 
     """A block's (2, H, W) uint8 class and probability (percent) as one GeoTIFF."""
     write_geotiff(path, prediction, transform=block.transform, crs=block.crs, nodata=NODATA,
                   descriptions=["cropland class", "cropland probability (%)"])
+
+
+def predict_step(*, settings: PredictSettings, cube_paths: Sequence[str], model_path, block: str, out_path) -> None:
+    """The `predict` step: the model of checkpoint `model_path` on the tile cubes of block `block`."""
+    from cropmap.grid import block_by_id
+    from cropmap.training import load_checkpoint
+
+    predict_block(cube_paths=cube_paths, checkpoint=load_checkpoint(model_path), settings=settings,
+                  block=block_by_id(settings.grid, settings.block_tiles, block), out_path=out_path)
+
+
+def mosaic_step(*, settings: MosaicSettings, block_paths: Sequence[str], map_path, probability_path,
+                legend_png=None) -> AreaGrid:
+    """The `mosaic` step: the blocks' class and probability bands as two COGs on the area grid, the
+    class map with its colour table and names; with `legend_png`, QGIS styles and a legend beside them."""
+    from cropmap.conventions import MAP_CLASSES
+    from cropmap.grid import tiles_for_area
+    from cropmap.report import map_styles
+
+    grid = AreaGrid(tuple(tiles_for_area(settings.grid)))
+    mosaic(block_paths, grid, band=1, out_path=map_path, resampling="nearest",
+           tags={"classes": "0 non-crop, 1 crop, 255 no data", "producer": "cropmap"}, description="cropland class",
+           classes={value: (name, colour) for value, (name, colour, _) in MAP_CLASSES.items()})
+    mosaic(block_paths, grid, band=2, out_path=probability_path, resampling="average",
+           tags={"units": "percent", "producer": "cropmap"}, description="cropland probability (%)")
+    if legend_png:
+        map_styles(map_path=map_path, probability_path=probability_path, legend_png=legend_png)
+    return grid

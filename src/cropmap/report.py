@@ -16,8 +16,9 @@ import rasterio
 from cropmap.conventions import CLASS_NAMES, CROP, NODATA
 from cropmap.io import atomic_path, write_json
 from cropmap.plotting import pyplot, save_png
+from cropmap.settings import SeasonSettings, StacItemSettings
 
-__all__ = ["availability", "confusion_plot", "map_stac_item", "map_styles", "quicklook"]
+__all__ = ["availability", "confusion_plot", "map_stac_item", "map_styles", "quicklook", "stac_item_step"]
 
 def _read_overview(path, max_side: int = 1024) -> tuple[np.ndarray, Any]:
     """Band 1 decimated to at most `max_side` pixels (from the overviews when there are), and the CRS."""
@@ -179,7 +180,7 @@ STAC_EXTENSIONS = {name: f"https://stac-extensions.github.io/{name}/v1.1.0/schem
 
 
 def map_stac_item(*, map_path, probability_path, checkpoint: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
-                  area_estimate: Mapping[str, Any] | None = None, area: str, season: Mapping[str, str],
+                  area_estimate: Mapping[str, Any] | None = None, area: str, season: SeasonSettings,
                   out_path) -> dict[str, Any]:
     """A STAC item describing the map and its probability (classification, projection and raster
     extensions), with the model, the accuracy against the reference and the area estimate with its
@@ -194,8 +195,8 @@ def map_stac_item(*, map_path, probability_path, checkpoint: Mapping[str, Any] |
         footprint = reproject_geometry(box(*src.bounds), src.crs.to_string(), "EPSG:4326")
         epsg, shape, transform = src.crs.to_epsg(), [src.height, src.width], list(src.transform)[:6]
         resolution = abs(src.transform.a)
-    start = dt.datetime.fromisoformat(season["start"]).replace(tzinfo=dt.timezone.utc)
-    end = dt.datetime.fromisoformat(season["end"]).replace(tzinfo=dt.timezone.utc)
+    start = dt.datetime.fromisoformat(season.start).replace(tzinfo=dt.timezone.utc)
+    end = dt.datetime.fromisoformat(season.end).replace(tzinfo=dt.timezone.utc)
     properties: dict[str, Any] = {
         "start_datetime": start.isoformat(), "end_datetime": end.isoformat(),
         "proj:epsg": epsg, "proj:shape": shape, "proj:transform": transform,
@@ -244,3 +245,17 @@ def map_stac_item(*, map_path, probability_path, checkpoint: Mapping[str, Any] |
     payload = item.to_dict(include_self_link=False, transform_hrefs=False)
     write_json(out_path, payload)
     return payload
+
+
+def stac_item_step(*, settings: StacItemSettings, map_path, probability_path, model_path=None, metrics_path=None,
+                   area_estimate_path=None, area: str, out_path) -> dict[str, Any]:
+    """The `stac_item` step: `map_stac_item` from the files of the model, the assessment's
+    metrics.json and the area estimate's area.json (each optional)."""
+    from cropmap.io import read_json
+    from cropmap.training import load_checkpoint
+
+    return map_stac_item(map_path=map_path, probability_path=probability_path,
+                         checkpoint=load_checkpoint(model_path) if model_path else None,
+                         metrics=read_json(metrics_path) if metrics_path else None,
+                         area_estimate=read_json(area_estimate_path) if area_estimate_path else None,
+                         area=area, season=settings.season, out_path=out_path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,35 +18,36 @@ import rasterio
 from cropmap.conventions import CLASS_NAMES
 from cropmap.errors import DataError
 from cropmap.io import atomic_path, write_json
+from cropmap.settings import AreaSettings, SampleSettings
 
 __all__ = ["area_estimate", "draw_sample", "estimate_area", "label_sample_from_raster", "map_class_counts",
            "read_labelled_sample", "sample_map", "sample_sizes", "stratified_estimate"]
 
-def sample_map(*, settings: Mapping[str, Any], map_path, out_csv, out_gpkg) -> list[dict[str, Any]]:
+def sample_map(*, settings: SampleSettings, map_path, out_csv, out_gpkg) -> list[dict[str, Any]]:
     """The `sample` step: sizes for the target standard error, then the stratified draw."""
     counts = map_class_counts(map_path).astype(float)
     if counts.sum() == 0:
         raise DataError(f"sample: the map {map_path} has no mapped pixel")
-    sizes = sample_sizes(counts / counts.sum(), expected_users_accuracy=settings["expected_users_accuracy"],
-                         target_se=settings["target_se"], min_per_stratum=settings["min_per_stratum"])
-    return draw_sample(map_path=map_path, sizes=sizes, seed=settings["seed"], out_csv=out_csv, out_gpkg=out_gpkg)
+    sizes = sample_sizes(counts / counts.sum(), expected_users_accuracy=settings.expected_users_accuracy,
+                         target_se=settings.target_se, min_per_stratum=settings.min_per_stratum)
+    return draw_sample(map_path=map_path, sizes=sizes, seed=settings.seed, out_csv=out_csv, out_gpkg=out_gpkg)
 
 
-def estimate_area(*, settings: Mapping[str, Any], map_path, sample_csv, labelled_out, out_json, out_csv) -> dict[str, Any]:
+def estimate_area(*, settings: AreaSettings, map_path, sample_csv, labelled_out, out_json, out_csv) -> dict[str, Any]:
     """The `area` step: the sample labelled by people (`labelled_sample`, copied to `labelled_out`)
     or from the reference raster, then the stratified estimate of accuracy and area."""
-    labelled = settings.get("labelled_sample")
+    labelled = settings.labelled_sample
     if labelled:
         with atomic_path(labelled_out) as tmp:
             shutil.copyfile(labelled, tmp)
     else:
-        ref = settings.get("reference")
+        ref = settings.reference
         if not ref:
             raise DataError("area: give assess.labelled_sample (the interpreted sample) or a reference raster")
         with rasterio.open(map_path) as src:
             map_crs = src.crs
-        label_sample_from_raster(sample_csv, map_crs=map_crs, reference_path=ref["path"],
-                                 crop_classes=ref["crop_classes"], out_csv=labelled_out)
+        label_sample_from_raster(sample_csv, map_crs=map_crs, reference_path=ref.path,
+                                 crop_classes=ref.crop_classes, out_csv=labelled_out)
     return area_estimate(map_path=map_path, labelled_sample=labelled_out, out_json=out_json, out_csv=out_csv)
 
 

@@ -18,20 +18,21 @@ from shapely.geometry import box, shape
 
 from cropmap.errors import SearchError
 from cropmap.grid import aoi_geometry
+from cropmap.settings import SearchSettings, SeasonSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["search_items", "find_items", "filter_items", "save_items"]
+__all__ = ["search_items", "find_items", "filter_items", "save_items", "search_to_file"]
 
 
-def _season_bounds(season: dict[str, str]) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.fromisoformat(season["start"]).replace(tzinfo=dt.timezone.utc)
-    end = dt.datetime.fromisoformat(season["end"]).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+def _season_bounds(season: SeasonSettings) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.fromisoformat(season.start).replace(tzinfo=dt.timezone.utc)
+    end = dt.datetime.fromisoformat(season.end).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
     return start, end
 
 
 def filter_items(
-    items: Iterable[pystac.Item], *, aoi, season: dict[str, str], max_cloud_cover: float
+    items: Iterable[pystac.Item], *, aoi, season: SeasonSettings, max_cloud_cover: float
 ) -> list[pystac.Item]:
     """Items whose footprint intersects `aoi` (lon/lat), dated within the season, cloud cover ≤ max."""
     start, end = _season_bounds(season)
@@ -160,11 +161,11 @@ def _within(item: pystac.Item, start: str, end: str) -> bool:
     return after_start and before_end
 
 
-def search_items(*, settings: dict[str, Any]) -> pystac.ItemCollection:
+def search_items(*, settings: SearchSettings) -> pystac.ItemCollection:
     """Search the configured source; raise `SearchError` naming the filters if nothing is found."""
-    stac = settings["stac"]
-    aoi = aoi_geometry(settings["grid"]["aoi"])
-    season = settings["season"]
+    stac = settings.stac
+    aoi = aoi_geometry(settings.grid.aoi)
+    season = settings.season
     if "catalog" in stac:
         source = stac["catalog"]
         items = _search_catalog(source, stac["collection"], aoi, season, stac["max_cloud_cover"])
@@ -175,7 +176,7 @@ def search_items(*, settings: dict[str, Any]) -> pystac.ItemCollection:
     if not items:
         raise SearchError(
             f"no {stac['collection']} items at {source} for AOI bounds {tuple(round(v, 4) for v in aoi.bounds)}, "
-            f"{season['start']}..{season['end']}, cloud cover <= {stac['max_cloud_cover']}%"
+            f"{season.start}..{season.end}, cloud cover <= {stac['max_cloud_cover']}%"
         )
     log.info("found %d items from %s to %s", len(items), items[0].datetime.date(), items[-1].datetime.date())
     return pystac.ItemCollection(items)
@@ -185,3 +186,10 @@ def save_items(items: pystac.ItemCollection, path) -> None:
     from cropmap.io import write_json
 
     write_json(path, items.to_dict(transform_hrefs=False))
+
+
+def search_to_file(*, settings: SearchSettings, out_path) -> pystac.ItemCollection:
+    """The `search` step: `search_items`, saved as an ItemCollection (GeoJSON) at `out_path`."""
+    items = search_items(settings=settings)
+    save_items(items, out_path)
+    return items

@@ -30,11 +30,12 @@ from cropmap.conventions import REFLECTANCE_FILL, REFLECTANCE_SCALE
 from cropmap.errors import DataError
 from cropmap.grid import Tile
 from cropmap.resampling import nearest_indices, resample_bilinear
+from cropmap.settings import SitsSettings
 from cropmap.scenes import AssetMismatch, SkippedScene, first_line, is_missing_file, with_retries
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_tile_cube", "dask_client", "read_items_for_tile", "reflectance_scaling"]
+__all__ = ["build_tile_cube", "dask_client", "read_items_for_tile", "reflectance_scaling", "tile_cube_step"]
 
 # time steps read in one go: fewer dask graphs, while memory stays bounded (~3 MB per 512 px step)
 READ_BATCH_STEPS = 24
@@ -82,21 +83,19 @@ def read_items_for_tile(path, tile: Tile, *, halo: int = 0) -> list[pystac.Item]
     return [pystac.Item.from_dict(feature, preserve_dict=False) for feature in features if meets(feature.get("bbox"))]
 
 
-def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[str, Any]) -> xr.Dataset:
-    """Composited, gap-filled reflectance cube of one tile, grown by `settings["halo_px"]` pixels.
+def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: SitsSettings) -> xr.Dataset:
+    """Composited, gap-filled reflectance cube of one tile, grown by `settings.halo_px` pixels.
 
     Bands are read on their native grid: those sampled twice as coarse as the tile (the 20 m bands
     and SCL of a 10 m tile) are cloud-masked and composited at that resolution, then interpolated
     bilinearly onto the tile grid once per composite instead of once per scene. Scenes that cannot
     be read are retried, then skipped and listed in the cube's `skipped_scenes` attribute; fewer than
-    `settings["min_scenes"]` readable scenes is a `DataError`.
+    `settings.min_scenes` readable scenes is a `DataError`.
     """
     from cropmap.bands import resolve_bands
 
-    bands: list[str] = list(settings["bands"])
-    scl_band: str = settings["scl_band"]
-    halo = int(settings.get("halo_px", 0))
-    retry = {"retries": int(settings.get("read_retries", 3)), "backoff_s": float(settings.get("read_backoff_s", 1.0))}
+    bands, scl_band, halo = list(settings.bands), settings.scl_band, settings.halo_px
+    retry = {"retries": settings.read_retries, "backoff_s": settings.read_backoff_s}
     # GDAL retries HTTP 429/5xx itself with exponential backoff; its cache would answer our own
     # retries of such a request with the cached failure
     gdal_options = {"GDAL_HTTP_MAX_RETRY": str(retry["retries"]), "GDAL_HTTP_RETRY_DELAY": str(retry["backoff_s"]),
@@ -104,7 +103,7 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
                     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
     # signed in memory only: saved items keep unsigned URLs (see cropmap.credentials)
     meets = _meets_tile(tile, halo)
-    items = sign_items([item for item in items if meets(item.bbox)], method=settings.get("sign", "none"))
+    items = sign_items([item for item in items if meets(item.bbox)], method=settings.sign)
     if not items:
         raise DataError(f"tile {tile.id}: no scene covers it")
     # the providers' asset keys for the configured bands ("B04" may be "red")
@@ -113,9 +112,9 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
         if resolve_bands(item, [*bands, scl_band]) != keys:
             raise DataError(f"items {items[0].id} and {item.id} name their bands differently; search one "
                             "collection of one provider per area")
-    if settings.get("cloud_masker", "scl") == "ukis-csmask":
+    if settings.cloud_masker == "ukis-csmask":
         check_csmask(bands)
-    periods = composite_periods(settings["season"], settings["interval_days"])
+    periods = composite_periods(settings.season, settings.interval_days)
     fine = tile.geobox(halo)
     grids = _band_grids(items[0], keys, scl_band, fine)
     ny, nx = fine.shape
@@ -152,11 +151,11 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
                           for grid, grid_arrays in arrays.items()}
                 counts[p] = _composite_period(period, grids, scl_on_fine, [day_items[days[t]][0] for t in steps],
                                               keys, scl_band, settings, {grid: composites[grid][p] for grid in grids})
-    if scenes_used < int(settings.get("min_scenes", 1)):
+    if scenes_used < settings.min_scenes:
         raise DataError(
             f"tile {tile.id}: {scenes_used} readable scenes of {len(items)} ({len(skipped)} skipped: "
             f"{'; '.join(f'{s.item_id} ({s.reason})' for s in skipped[:3])}{' ...' if len(skipped) > 3 else ''}), "
-            f"fewer than sits.min_scenes = {settings.get('min_scenes')}")
+            f"fewer than sits.min_scenes = {settings.min_scenes}")
     for scene in skipped:
         log.warning("scene %s skipped: %s", scene.item_id, scene.reason)
     never_observed = counts.sum(axis=0) == 0
@@ -199,7 +198,7 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: dict[
         },
         coords=coords,
         attrs={"Conventions": "CF-1.10", "title": f"cropmap composites of tile {tile.id}",
-               "tile": tile.id, "halo_px": halo, "interval_days": settings["interval_days"],
+               "tile": tile.id, "halo_px": halo, "interval_days": settings.interval_days,
                "scenes_found": len(items), "scenes_loaded": scenes_used, "scenes_skipped": len(skipped),
                "skipped_scenes": json.dumps([s.as_dict() for s in skipped]),
                "no_clear_observation": int(never_observed.all())},
@@ -312,20 +311,20 @@ def _read_steps(loads: dict[_BandGrid, xr.Dataset], sel: np.ndarray, days: list[
 
 
 def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: list[_BandGrid], scl_on_fine,
-                      step_items: list[pystac.Item], keys: dict[str, str], scl_band: str, settings: dict[str, Any],
+                      step_items: list[pystac.Item], keys: dict[str, str], scl_band: str, settings: SitsSettings,
                       out: dict[_BandGrid, np.ndarray]) -> np.ndarray:
     """Median composites of one period's loaded time steps into `out` ({grid: (bands, y, x)}), DN
     scaled to reflectance per scene; returns the clear-observation counts on the tile grid.
     `scl_on_fine`: the row and column indices of the SCL pixel nearest each tile pixel."""
-    classes, dilation = settings["masked_scl_classes"], int(settings["cloud_dilation_px"])
+    classes, dilation = settings.masked_scl_classes, settings.cloud_dilation_px
     tile_grid, scl_grid = grids[0], next(grid for grid in grids if grid.scl)
     scl = period[scl_grid][scl_band]
     # DN 0 is no data: an observation counts where every band of its grid has data
     valid = {grid: _has_data(np.minimum.reduce([period[grid][band] for band in grid.bands]))
              for grid in grids if grid.bands}
     masked = scl_masked(scl, classes=classes)
-    if settings.get("cloud_masker", "scl") == "ukis-csmask":
-        masked |= csmask_masked(_reflectance_on(scl_grid, csmask_bands(settings["bands"]), period, grids, step_items,
+    if settings.cloud_masker == "ukis-csmask":
+        masked |= csmask_masked(_reflectance_on(scl_grid, csmask_bands(settings.bands), period, grids, step_items,
                                                 keys))
     if scl_grid is tile_grid:
         clear = {tile_grid: ~grown_mask(masked, dilation) & valid[tile_grid]}
@@ -416,3 +415,21 @@ def dask_client(address: str) -> Iterator[Any]:
     finally:
         client.close()
 
+
+
+def tile_cube_step(*, settings: SitsSettings, items_path, tile_id: str, out_path) -> xr.Dataset:
+    """The `sits` step: the saved items (`items_path`) that meet tile `tile_id` composited into its
+    cube, written to `out_path` (netCDF); returns the cube. Dask's local threads and the row blocks use
+    the job's cores (`cropmap.conventions.available_cores`), or `settings.dask_scheduler`'s workers."""
+    import dask
+
+    from cropmap.conventions import available_cores
+    from cropmap.cube import write_cube
+    from cropmap.grid import tile_by_id
+
+    tile = tile_by_id(settings.grid, tile_id)
+    items = read_items_for_tile(items_path, tile, halo=settings.halo_px)
+    with dask_client(settings.dask_scheduler), dask.config.set(num_workers=available_cores()):
+        cube = build_tile_cube(items=items, tile=tile, settings=settings)
+    write_cube(cube, out_path)
+    return cube

@@ -23,6 +23,7 @@ its first gradients distort the features it should be reading.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -39,11 +40,12 @@ from cropmap.errors import TrainingError
 from cropmap.io import atomic_path
 from cropmap.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
 from cropmap.patches import BudgetSampler, PatchDataset, PatchStore, split_validation
+from cropmap.settings import PretrainSettings, TrainSettings, to_dict
 
 log = logging.getLogger(__name__)
 
 __all__ = ["best_f1_threshold", "decision_threshold", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
-           "train", "vegetation_mask", "visual_similarity_loss"]
+           "train", "train_step", "vegetation_mask", "visual_similarity_loss"]
 
 NEIGHBOUR_OFFSETS = [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2)]
 
@@ -183,9 +185,9 @@ class _Optimiser:
         self.scaler.update()
 
 
-def _dates(dataset: PatchDataset, settings: dict[str, Any], config: ModelConfig, device: torch.device) -> torch.Tensor:
+def _dates(dataset: PatchDataset, settings: PretrainSettings | TrainSettings, config: ModelConfig, device: torch.device) -> torch.Tensor:
     """(1, T) the composites' dates as the model reads them (days since the season started)."""
-    positions = date_positions(dataset.times, season_start=settings["season_start"], encoding=config.date_encoding)
+    positions = date_positions(dataset.times, season_start=settings.season_start, encoding=config.date_encoding)
     return torch.from_numpy(positions).to(device)[None]
 
 
@@ -196,34 +198,34 @@ def _inputs(batch: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tenso
     return x, doy.expand(x.shape[0], -1)
 
 
-def pretrain(*, stores: Sequence[PatchStore], settings: dict[str, Any], out_path, curve_csv, curve_png,
+def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_path, curve_csv, curve_png,
              workers: int = 0) -> dict:
     """Masked reconstruction pretraining on pretraining patches; writes the checkpoint and the loss curve.
 
-    `settings["steps"]` batches of `batch_size` patches, drawn with replacement: the cost does not
+    `settings.steps` batches of `batch_size` patches, drawn with replacement: the cost does not
     grow with the area."""
-    rng = _seed_everything(settings["seed"])
+    rng = _seed_everything(settings.seed)
     device = pick_device()
-    dataset = PatchDataset(stores, crop=settings["patch_size"])
+    dataset = PatchDataset(stores, crop=settings.patch_size)
     bands = dataset.bands
-    mean, std = band_statistics(dataset, seed=settings["seed"])
+    mean, std = band_statistics(dataset, seed=settings.seed)
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
-    config = ModelConfig(in_bands=len(bands), **settings["model"])
+    config = ModelConfig(in_bands=len(bands), **dataclasses.asdict(settings.model))
     doy = _dates(dataset, settings, config, device)
     model = SpatioTemporalNet(config).to(device)
     mixed_precision, scaler = autocast(device)
-    opt = _Optimiser(model, settings["learning_rate"], scaler)
+    opt = _Optimiser(model, settings.learning_rate, scaler)
     rows: list[dict[str, float]] = []
     start = time.time()
-    steps = settings["steps"]
-    loader = _loader(dataset, batch_size=settings["batch_size"], draws=steps * settings["batch_size"],
-                     seed=settings["seed"], workers=workers, device=device)
+    steps = settings.steps
+    loader = _loader(dataset, batch_size=settings.batch_size, draws=steps * settings.batch_size,
+                     seed=settings.seed, workers=workers, device=device)
     progress = tqdm(loader, total=steps, desc="pretrain", unit="step")
     for step, batch in enumerate(progress, start=1):
         # only clear observations are masked and scored: gap-filled values are straight lines
-        observed = batch["observed"].numpy() if settings["observed_only"] else None
-        veg = vegetation_mask(batch["reflectance"].numpy(), bands, threshold=settings["ndvi_threshold"], observed=observed)
-        mask_np = veg & (rng.uniform(size=veg.shape) < settings["mask_ratio"])
+        observed = batch["observed"].numpy() if settings.observed_only else None
+        veg = vegetation_mask(batch["reflectance"].numpy(), bands, threshold=settings.ndvi_threshold, observed=observed)
+        mask_np = veg & (rng.uniform(size=veg.shape) < settings.mask_ratio)
         x, doys = _inputs(batch, mean_t, std_t, doy, device)
         mask = torch.from_numpy(mask_np).to(device)
         with mixed_precision:
@@ -238,18 +240,11 @@ def pretrain(*, stores: Sequence[PatchStore], settings: dict[str, Any], out_path
         progress.set_postfix(mse=f"{loss.item():.3f}", baseline=f"{baseline.item():.3f}")
     payload = {"kind": "pretrained", "model_config": config.to_dict(), "state_dict": model.state_dict(),
                "band_mean": torch.from_numpy(mean), "band_std": torch.from_numpy(std), "bands": list(bands),
-               "settings": _plain(settings)}
+               "settings": to_dict(settings)}
     save_checkpoint(out_path, payload)
     if rows:
         _write_curve(curve_csv, rows, curve_png, "masked reconstruction (standardised MSE)")
     return {"final_mse": rows[-1]["masked_mse"] if rows else None, "patches": len(dataset)}
-
-
-def _plain(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings reduced to str/int/float/bool/list/dict so that weights_only loading accepts them."""
-    import json
-
-    return json.loads(json.dumps(settings))
 
 
 def _f1(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -260,45 +255,45 @@ def _f1(pred: np.ndarray, labels: np.ndarray) -> float:
     return float(2 * tp / max(2 * tp + fp + fn, 1))
 
 
-def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained: dict[str, Any] | None,
+def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: dict[str, Any] | None,
           out_path, metrics_csv, curves_png, workers: int = 0) -> dict[str, Any]:
     """Weakly supervised training on the consensus labels of training patches; keeps the best
     checkpoint on the F1 of held-out blocks (`patches.split_validation`).
 
-    `settings["steps"]` batches of `batch_size` patches, drawn with replacement from the training
+    `settings.steps` batches of `batch_size` patches, drawn with replacement from the training
     blocks: the cost does not grow with the area."""
-    rng = _seed_everything(settings["seed"])
+    rng = _seed_everything(settings.seed)
     device = pick_device()
-    dataset = PatchDataset(stores, crop=settings["patch_size"]) if sum(map(len, stores)) else None
+    dataset = PatchDataset(stores, crop=settings.patch_size) if sum(map(len, stores)) else None
     if dataset is None or dataset.class_pixels().sum() == 0:
         raise TrainingError(
             "train: no consensus-labelled pixel in the area; relax the consensus (consensus.min_voters, "
             "or drop the product that disagrees most) or check the products' crop classes"
         )
     bands = dataset.bands
-    train_at, val_at, unit = split_validation(dataset, fraction=settings["validation_fraction"], seed=settings["seed"])
+    train_at, val_at, unit = split_validation(dataset, fraction=settings.validation_fraction, seed=settings.seed)
     training, validation = dataset.subset(train_at), dataset.subset(val_at)
     log.info("%d training patches; validation on %d patches of held-out %ss", len(training), len(validation), unit)
     if pretrained is not None:
         mean, std = pretrained["band_mean"].numpy(), pretrained["band_std"].numpy()
         config = ModelConfig(**pretrained["model_config"])
     else:
-        mean, std = band_statistics(training, seed=settings["seed"])
-        config = ModelConfig(in_bands=len(bands), **settings["model"])
+        mean, std = band_statistics(training, seed=settings.seed)
+        config = ModelConfig(in_bands=len(bands), **dataclasses.asdict(settings.model))
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
     doy = _dates(dataset, settings, config, device)
     model = SpatioTemporalNet(config).to(device)
     if pretrained is not None:
         missing = model.load_state_dict(pretrained["state_dict"], strict=False)
         log.info("started from the pretrained encoder (missing: %s)", missing.missing_keys)
-    bs = settings["batch_size"]
+    bs = settings.batch_size
     probe_loss = None
-    if settings.get("head_init", "probe") == "probe":
-        probe_batches = _loader(training, batch_size=bs, draws=8 * bs, seed=settings["seed"] + 1, workers=workers,
+    if settings.head_init == "probe":
+        probe_batches = _loader(training, batch_size=bs, draws=8 * bs, seed=settings.seed + 1, workers=workers,
                                 device=device)
         probe_loss = fit_head(model, probe_batches, mean=mean_t, std=std_t, doy=doy, device=device, rng=rng)
     mixed_precision, scaler = autocast(device)
-    opt = _Optimiser(model, settings["learning_rate"], scaler)
+    opt = _Optimiser(model, settings.learning_rate, scaler)
     counts = training.class_pixels()
     class_weight = torch.tensor(counts.sum() / (2 * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     if not len(validation):
@@ -309,9 +304,9 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
     best = {"f1": -1.0, "step": 0, "state": None}
     since_best = 0
     start = time.time()
-    loader = _loader(training, batch_size=bs, draws=settings["steps"] * bs, seed=settings["seed"], workers=workers,
+    loader = _loader(training, batch_size=bs, draws=settings.steps * bs, seed=settings.seed, workers=workers,
                      device=device)
-    progress = tqdm(loader, total=settings["steps"], desc="train", unit="step")
+    progress = tqdm(loader, total=settings.steps, desc="train", unit="step")
     for step, batch in enumerate(progress, start=1):
         model.train()
         x, doys = _inputs(batch, mean_t, std_t, doy, device)
@@ -324,19 +319,19 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
               if labelled.any() else logits.sum() * 0.0)
         loss = ce
         sim = agg = torch.zeros((), device=device)
-        if settings["similarity_weight"] > 0:
+        if settings.similarity_weight > 0:
             feats = x.flatten(1, 2)  # (B, T*C, H, W)
-            sim = visual_similarity_loss(prob, feats, sigma=settings["similarity_sigma"],
-                                         pairs=settings["similarity_pairs"])
-            loss = loss + settings["similarity_weight"] * sim
-        if settings["aggregation_weight"] > 0:
+            sim = visual_similarity_loss(prob, feats, sigma=settings.similarity_sigma,
+                                         pairs=settings.similarity_pairs)
+            loss = loss + settings.similarity_weight * sim
+        if settings.aggregation_weight > 0:
             agg = spatial_aggregation_loss(prob)
-            loss = loss + settings["aggregation_weight"] * agg
+            loss = loss + settings.aggregation_weight * agg
         _check_finite(loss, step, "train", f"best so far at step {best['step']}" if best["state"] else None)
         opt.step(loss)
         row = {"step": step, "loss": loss.item(), "cross_entropy": ce.item(), "similarity": sim.item(),
                "aggregation": agg.item(), "val_f1": "", "seconds": round(time.time() - start, 2)}
-        if step % settings["eval_every"] == 0 or step == settings["steps"]:
+        if step % settings.eval_every == 0 or step == settings.steps:
             f1 = _validate(model, val_items, mean_t, std_t, doy, device)
             row["val_f1"] = f1
             if f1 > best["f1"]:
@@ -346,17 +341,17 @@ def train(*, stores: Sequence[PatchStore], settings: dict[str, Any], pretrained:
                 since_best += 1
             progress.set_postfix(loss=f"{loss.item():.3f}", val_f1=f"{f1:.3f}")
         rows.append(row)
-        if since_best >= settings["patience"]:
+        if since_best >= settings.patience:
             log.info("early stop at step %d: no better validation F1 for %d evaluations", step, since_best)
             break
     model.load_state_dict(best["state"])
-    threshold = decision_threshold(settings["calibration"], model=model, items=val_items, mean=mean_t, std=std_t,
+    threshold = decision_threshold(settings.calibration, model=model, items=val_items, mean=mean_t, std=std_t,
                                    doy=doy, device=device, crop_share=float(counts[1] / max(counts.sum(), 1)))
-    log.info("decision threshold %.3f (%s)", threshold, settings["calibration"])
+    log.info("decision threshold %.3f (%s)", threshold, settings.calibration)
     payload = {"kind": "classifier", "model_config": config.to_dict(), "state_dict": best["state"],
                "band_mean": torch.from_numpy(mean), "band_std": torch.from_numpy(std), "bands": list(bands),
                "best_step": best["step"], "val_f1": best["f1"], "probe_loss": probe_loss, "threshold": threshold,
-               "validation_unit": unit, "settings": _plain(settings)}
+               "validation_unit": unit, "settings": to_dict(settings)}
     save_checkpoint(out_path, payload)
     _write_curve(metrics_csv, rows, curves_png, "weakly supervised training")
     return {"best_step": best["step"], "val_f1": best["f1"], "steps_run": len(rows), "probe_loss": probe_loss,
@@ -463,3 +458,12 @@ def _validate(model, items, mean, std, doy, device) -> float:
     """F1 of the crop class on the held-out consensus pixels (at probability 0.5)."""
     probability, labels = _validation_probabilities(model, items, mean, std, doy, device)
     return _f1((probability >= 0.5).astype(np.uint8), labels)
+
+
+def train_step(*, settings: TrainSettings, stores: Sequence[PatchStore], pretrained_path, out_path, metrics_csv,
+               curves_png, workers: int = 0) -> dict[str, Any]:
+    """The `train` step: `train`, from the pretrained checkpoint at `pretrained_path` when
+    `settings.use_pretrained` (else from scratch)."""
+    pretrained = load_checkpoint(pretrained_path) if pretrained_path and settings.use_pretrained else None
+    return train(stores=stores, settings=settings, pretrained=pretrained, out_path=out_path, metrics_csv=metrics_csv,
+                 curves_png=curves_png, workers=workers)
