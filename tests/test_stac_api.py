@@ -116,7 +116,7 @@ def test_earth_search_and_planetary_computer_items_of_the_same_scenes_give_the_s
     sits = typed_settings(config, "demo", "sits")
     earth_search = build_tile_cube(items=[_earth_search_style(i) for i in items], tile=tile, settings=sits)
     planetary = build_tile_cube(items=[_planetary_computer_style(i) for i in items], tile=tile, settings=sits)
-    assert list(earth_search["band"].values) == list(planetary["band"].values) == sits["bands"]
+    assert list(earth_search["band"].values) == list(planetary["band"].values) == sits.bands
     difference = np.abs(earth_search["reflectance"].values.astype(int) - planetary["reflectance"].values.astype(int))
     assert difference.max() <= 1  # reflectance * 10000: equal to rounding
     assert (earth_search["reflectance"].values != -9999).any()

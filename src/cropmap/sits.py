@@ -92,9 +92,41 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: SitsS
     be read are retried, then skipped and listed in the cube's `skipped_scenes` attribute; fewer than
     `settings.min_scenes` readable scenes is a `DataError`.
     """
+    sources = _tile_sources(items, tile, settings)
+    periods = composite_periods(settings.season, settings.interval_days)
+    composites, counts, scenes_used, skipped = _composite_all(sources, periods, tile_id=tile.id)
+    if scenes_used < settings.min_scenes:
+        raise DataError(
+            f"tile {tile.id}: {scenes_used} readable scenes of {len(sources.items)} ({len(skipped)} skipped: "
+            f"{'; '.join(f'{s.item_id} ({s.reason})' for s in skipped[:3])}{' ...' if len(skipped) > 3 else ''}), "
+            f"fewer than sits.min_scenes = {settings.min_scenes}")
+    for scene in skipped:
+        log.warning("scene %s skipped: %s", scene.item_id, scene.reason)
+    reflectance = _stored_reflectance(composites, sources)
+    return _cube_dataset(reflectance, counts, periods, sources, tile=tile, scenes_used=scenes_used, skipped=skipped)
+
+
+@dataclass(frozen=True, eq=False)
+class _TileSources:
+    """What a tile is read from: its scenes (signed), their asset keys by band, the grids the bands
+    are read on (the tile's first), odc-stac's lazy loads and the solar day of each time step."""
+
+    settings: SitsSettings
+    items: list[pystac.Item]
+    keys: dict[str, str]
+    fine: Any  # the tile's GeoBox, halo included
+    grids: list[_BandGrid]
+    loads: dict[_BandGrid, xr.Dataset]
+    day_items: dict[dt.date, list[pystac.Item]]
+    days: list[dt.date]
+    scl_on_fine: tuple[np.ndarray, np.ndarray]  # rows and columns of the SCL pixel nearest each tile pixel
+    retry: dict[str, Any]
+
+
+def _tile_sources(items: Sequence[pystac.Item], tile: Tile, settings: SitsSettings) -> _TileSources:
     from cropmap.bands import resolve_bands
 
-    bands, scl_band, halo = list(settings.bands), settings.scl_band, settings.halo_px
+    bands, scl_band = list(settings.bands), settings.scl_band
     retry = {"retries": settings.read_retries, "backoff_s": settings.read_backoff_s}
     # GDAL retries HTTP 429/5xx itself with exponential backoff; its cache would answer our own
     # retries of such a request with the cached failure
@@ -102,7 +134,7 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: SitsS
                     # a COG is one file: do not list its folder (a request per file on remote archives)
                     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
     # signed in memory only: saved items keep unsigned URLs (see cropmap.credentials)
-    meets = _meets_tile(tile, halo)
+    meets = _meets_tile(tile, settings.halo_px)
     items = sign_items([item for item in items if meets(item.bbox)], method=settings.sign)
     if not items:
         raise DataError(f"tile {tile.id}: no scene covers it")
@@ -114,28 +146,35 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: SitsS
                             "collection of one provider per area")
     if settings.cloud_masker == "ukis-csmask":
         check_csmask(bands)
-    periods = composite_periods(settings.season, settings.interval_days)
-    fine = tile.geobox(halo)
+    fine = tile.geobox(settings.halo_px)
     grids = _band_grids(items[0], keys, scl_band, fine)
-    ny, nx = fine.shape
-    composites = {grid: np.full((len(periods), len(grid.bands), *grid.geobox.shape), np.nan, np.float32)
-                  for grid in grids}
-    counts = np.zeros((len(periods), ny, nx), np.uint8)
     day_items: dict[dt.date, list[pystac.Item]] = {}
     for item in items:
         day_items.setdefault(_solar_day(item), []).append(item)
     loads = _lazy_loads(items, keys, grids, scl_band, gdal_options=gdal_options)
     days = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in loads[grids[0]].time.values]
+    scl_on_fine = nearest_indices(src=next(grid for grid in grids if grid.scl).geobox, dst=fine)
+    return _TileSources(settings=settings, items=items, keys=keys, fine=fine, grids=grids, loads=loads,
+                        day_items=day_items, days=days, scl_on_fine=scl_on_fine, retry=retry)
+
+
+def _composite_all(sources: _TileSources, periods: list[tuple[dt.date, dt.date]], *, tile_id: str):
+    """Read the periods' scenes a batch of periods at a time and composite each period: ({grid:
+    (periods, bands, y, x) float32 reflectance, NaN where no clear observation}, (periods, y, x)
+    clear-observation counts on the tile grid, scenes used, scenes skipped)."""
+    composites = {grid: np.full((len(periods), len(grid.bands), *grid.geobox.shape), np.nan, np.float32)
+                  for grid in sources.grids}
+    counts = np.zeros((len(periods), *sources.fine.shape), np.uint8)
+    days = sources.days
     obs_dates = np.array([np.datetime64(day) for day in days])
     selections = [(p, np.flatnonzero((obs_dates >= np.datetime64(start)) & (obs_dates < np.datetime64(stop))))
                   for p, (start, stop) in enumerate(periods)]
     selections = [(p, sel) for p, sel in selections if sel.size]
     scenes_used, skipped = 0, []
-    scl_on_fine = nearest_indices(src=next(grid for grid in grids if grid.scl).geobox, dst=fine)
-    with tqdm(total=len(selections), desc=f"tile {tile.id}", unit="period") as progress:
+    with tqdm(total=len(selections), desc=f"tile {tile_id}", unit="period") as progress:
         for batch in _batches(selections, max_steps=READ_BATCH_STEPS):
             batch_steps = np.concatenate([sel for _, sel in batch])
-            arrays, kept, failed = _read_steps(loads, batch_steps, days, day_items, retry)
+            arrays, kept, failed = _read_steps(sources.loads, batch_steps, days, sources.day_items, sources.retry)
             skipped += failed
             position = {t: i for i, t in enumerate(kept)}
             for p, sel in batch:
@@ -143,29 +182,28 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: SitsS
                 steps = [t for t in sel if t in position]
                 if not steps:
                     continue
-                scenes_used += sum(len(day_items[days[t]]) for t in steps)
+                scenes_used += sum(len(sources.day_items[days[t]]) for t in steps)
                 at = [position[t] for t in steps]
                 # a period's steps are usually consecutive: a slice is a view, a list a copy
                 take = slice(at[0], at[-1] + 1) if at[-1] - at[0] == len(at) - 1 else at
                 period = {grid: {name: array[take] for name, array in grid_arrays.items()}
                           for grid, grid_arrays in arrays.items()}
-                counts[p] = _composite_period(period, grids, scl_on_fine, [day_items[days[t]][0] for t in steps],
-                                              keys, scl_band, settings, {grid: composites[grid][p] for grid in grids})
-    if scenes_used < settings.min_scenes:
-        raise DataError(
-            f"tile {tile.id}: {scenes_used} readable scenes of {len(items)} ({len(skipped)} skipped: "
-            f"{'; '.join(f'{s.item_id} ({s.reason})' for s in skipped[:3])}{' ...' if len(skipped) > 3 else ''}), "
-            f"fewer than sits.min_scenes = {settings.min_scenes}")
-    for scene in skipped:
-        log.warning("scene %s skipped: %s", scene.item_id, scene.reason)
-    never_observed = counts.sum(axis=0) == 0
-    if never_observed.all():
-        log.warning("tile %s has no clear observation at all: written as no data and flagged", tile.id)
-    reflectance = np.empty((len(periods), len(bands), ny, nx), np.int16)
-    for grid in grids:
+                counts[p] = _composite_period(period, sources, [sources.day_items[days[t]][0] for t in steps],
+                                              out={grid: composites[grid][p] for grid in sources.grids})
+    return composites, counts, scenes_used, skipped
+
+
+def _stored_reflectance(composites: dict[_BandGrid, np.ndarray], sources: _TileSources) -> np.ndarray:
+    """(periods, bands, y, x) int16 reflectance * `REFLECTANCE_SCALE` on the tile grid, gaps filled
+    linearly in time, `REFLECTANCE_FILL` where never observed; frees `composites` grid by grid."""
+    bands = list(sources.settings.bands)
+    n_periods = next(iter(composites.values())).shape[0]
+    ny, nx = sources.fine.shape
+    reflectance = np.empty((n_periods, len(bands), ny, nx), np.int16)
+    for grid in sources.grids:
         filled = fill_gaps(composites.pop(grid), axis=0)
-        if grid.geobox is not fine:
-            filled = resample_bilinear(filled, src=grid.geobox, dst=fine)
+        if grid.geobox is not sources.fine:
+            filled = resample_bilinear(filled, src=grid.geobox, dst=sources.fine)
 
         def store(rows: slice, filled=filled, grid=grid) -> None:
             block = filled[..., rows, :]
@@ -176,11 +214,22 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: SitsS
                 reflectance[:, bands.index(band), rows] = block[:, b]
 
         in_blocks(ny, store)
+    return reflectance
+
+
+def _cube_dataset(reflectance: np.ndarray, counts: np.ndarray, periods: list[tuple[dt.date, dt.date]],
+                  sources: _TileSources, *, tile: Tile, scenes_used: int, skipped: list[SkippedScene]) -> xr.Dataset:
+    """The CF-1.10 cube: reflectance, clear counts and the never-observed mask, period centres and
+    bounds, the tile's CRS and transform, and what was read and skipped."""
+    never_observed = counts.sum(axis=0) == 0
+    if never_observed.all():
+        log.warning("tile %s has no clear observation at all: written as no data and flagged", tile.id)
     centres = [np.datetime64(start + (stop - start) / 2) for start, stop in periods]
     bounds = np.array([[np.datetime64(start), np.datetime64(stop)] for start, stop in periods], dtype="datetime64[ns]")
+    fine = sources.fine
     coords = {"time": ("time", np.array(centres, dtype="datetime64[ns]"),
                        {"long_name": "middle of the composite period", "bounds": "time_bnds"}),
-              "time_bnds": (("time", "bnds"), bounds), "band": bands,
+              "time_bnds": (("time", "bnds"), bounds), "band": list(sources.settings.bands),
               "y": fine.coords["y"].values, "x": fine.coords["x"].values}
     cube = xr.Dataset(
         {
@@ -198,8 +247,8 @@ def build_tile_cube(*, items: Sequence[pystac.Item], tile: Tile, settings: SitsS
         },
         coords=coords,
         attrs={"Conventions": "CF-1.10", "title": f"cropmap composites of tile {tile.id}",
-               "tile": tile.id, "halo_px": halo, "interval_days": settings.interval_days,
-               "scenes_found": len(items), "scenes_loaded": scenes_used, "scenes_skipped": len(skipped),
+               "tile": tile.id, "halo_px": sources.settings.halo_px, "interval_days": sources.settings.interval_days,
+               "scenes_found": len(sources.items), "scenes_loaded": scenes_used, "scenes_skipped": len(skipped),
                "skipped_scenes": json.dumps([s.as_dict() for s in skipped]),
                "no_clear_observation": int(never_observed.all())},
     )
@@ -310,12 +359,13 @@ def _read_steps(loads: dict[_BandGrid, xr.Dataset], sel: np.ndarray, days: list[
     return read(good), good, failed
 
 
-def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], grids: list[_BandGrid], scl_on_fine,
-                      step_items: list[pystac.Item], keys: dict[str, str], scl_band: str, settings: SitsSettings,
-                      out: dict[_BandGrid, np.ndarray]) -> np.ndarray:
-    """Median composites of one period's loaded time steps into `out` ({grid: (bands, y, x)}), DN
-    scaled to reflectance per scene; returns the clear-observation counts on the tile grid.
-    `scl_on_fine`: the row and column indices of the SCL pixel nearest each tile pixel."""
+def _composite_period(period: dict[_BandGrid, dict[str, np.ndarray]], sources: _TileSources,
+                      step_items: list[pystac.Item], *, out: dict[_BandGrid, np.ndarray]) -> np.ndarray:
+    """Median composites of one period's loaded time steps (`step_items`: a scene of each) into
+    `out` ({grid: (bands, y, x)}), DN scaled to reflectance per scene; returns the clear-observation
+    counts on the tile grid."""
+    settings, grids, keys, scl_on_fine = sources.settings, sources.grids, sources.keys, sources.scl_on_fine
+    scl_band = settings.scl_band
     classes, dilation = settings.masked_scl_classes, settings.cloud_dilation_px
     tile_grid, scl_grid = grids[0], next(grid for grid in grids if grid.scl)
     scl = period[scl_grid][scl_band]
