@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from cropmap.config import ABLATION_VARIANTS, load_config, settings_json, step_settings, typed_settings
+from cropmap.config import _STEP_BUILDERS, ABLATION_VARIANTS, load_config, settings_json, step_settings, typed_settings
 from cropmap.errors import ConfigError
 from cropmap.settings import STEP_SETTINGS, GridSettings, SitsSettings, parse_settings, to_dict
 
@@ -11,6 +11,7 @@ from cropmap.settings import STEP_SETTINGS, GridSettings, SitsSettings, parse_se
 @pytest.mark.parametrize("area", ["demo", "demo_hard"])
 def test_every_step_of_the_shipped_config_reads_into_its_dataclass(area):
     config = load_config("config.yaml")
+    assert set(STEP_SETTINGS) == set(_STEP_BUILDERS)
     for step, cls in STEP_SETTINGS.items():
         typed = parse_settings(step, settings_json(config, area, step))
         assert isinstance(typed, cls)
