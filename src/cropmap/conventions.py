@@ -7,11 +7,13 @@ NODATA = 255  # uint8 rasters: labels, maps, recoded products, the reference on 
 # how the map shows its classes: name, colour (hex RGB), description
 MAP_CLASSES = {NONCROP: ("non-crop", "8C6D31", "other land"), CROP: ("crop", "F2C72E", "cropland")}
 CLASS_NAMES = tuple(name for name, _, _ in MAP_CLASSES.values())  # by class value
+CLASS_COLOURS = tuple(f"#{colour.lower()}" for _, colour, _ in MAP_CLASSES.values())  # matplotlib colours, by value
+CLASSES_TAG = ", ".join([*(f"{value} {name}" for value, (name, _, _) in MAP_CLASSES.items()), f"{NODATA} no data"])
 
 REFLECTANCE_SCALE = 10000  # cubes store int16 = reflectance * 10000
 REFLECTANCE_FILL = -9999  # int16 of a value that was never observed
 
-__all__ = ["CLASS_NAMES", "CROP", "MAP_CLASSES", "NODATA", "NONCROP", "REFLECTANCE_FILL", "REFLECTANCE_SCALE", "available_cores"]
+__all__ = ["CLASSES_TAG", "CLASS_COLOURS", "CLASS_NAMES", "CROP", "MAP_CLASSES", "NODATA", "NONCROP", "REFLECTANCE_FILL", "REFLECTANCE_SCALE", "available_cores"]
 
 
 def available_cores() -> int:

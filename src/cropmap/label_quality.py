@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from cropmap.assessment import reference_from_settings
-from cropmap.conventions import NODATA
+from cropmap.conventions import CLASS_COLOURS, NODATA
 from cropmap.grid import AreaGrid, tiles_for_area
 from cropmap.io import write_json
 from cropmap.labels import BlockRasters, product_band
@@ -96,7 +96,7 @@ def _plot(labels, agreeing, summary, path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
     shown = np.where(labels == NODATA, 2, labels).astype(float)
-    axes[0].imshow(shown, cmap=ListedColormap(["#8c6d31", "#f2c72e", "#dddddd"]), vmin=0, vmax=2,
+    axes[0].imshow(shown, cmap=ListedColormap([*CLASS_COLOURS, "#dddddd"]), vmin=0, vmax=2,
                    interpolation="nearest")
     axes[0].set_title(f"consensus labels ({summary['labelled_fraction']:.0%} labelled)\n"
                       "yellow crop, brown non-crop, grey unlabelled")

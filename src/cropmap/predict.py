@@ -75,10 +75,11 @@ def predict_probability(
     wsum = np.zeros((h, w), np.float64)
     positions = [(r, c) for r in window_starts(h, window, stride) for c in window_starts(w, window, stride)]
     doy_t = torch.from_numpy(np.asarray(doy, np.float32)).to(device)
+    mixed_precision, _ = autocast(device)
     for i in tqdm(range(0, len(positions), batch_size), desc="predict", unit="batch", disable=not progress):
         batch = positions[i:i + batch_size]
         xb = torch.from_numpy(np.stack([x[:, :, r:r + window, c:c + window] for r, c in batch])).to(device)
-        with autocast(device)[0]:
+        with mixed_precision:
             logits = model(xb, doy_t.expand(len(batch), -1))
         prob = logits.float().softmax(dim=1)[:, 1].cpu().numpy()
         for (r, c), p in zip(batch, prob):
@@ -166,13 +167,13 @@ def mosaic_step(*, settings: MosaicSettings, block_paths: Sequence[str], map_pat
                 legend_png=None) -> AreaGrid:
     """The `mosaic` step: the blocks' class and probability bands as two COGs on the area grid, the
     class map with its colour table and names; with `legend_png`, QGIS styles and a legend beside them."""
-    from cropmap.conventions import MAP_CLASSES
+    from cropmap.conventions import CLASSES_TAG, MAP_CLASSES
     from cropmap.grid import tiles_for_area
     from cropmap.report import map_styles
 
     grid = AreaGrid(tuple(tiles_for_area(settings.grid)))
     mosaic(block_paths, grid, band=1, out_path=map_path, resampling="nearest",
-           tags={"classes": "0 non-crop, 1 crop, 255 no data", "producer": "cropmap"}, description="cropland class",
+           tags={"classes": CLASSES_TAG, "producer": "cropmap"}, description="cropland class",
            classes={value: (name, colour) for value, (name, colour, _) in MAP_CLASSES.items()})
     mosaic(block_paths, grid, band=2, out_path=probability_path, resampling="average",
            tags={"units": "percent", "producer": "cropmap"}, description="cropland probability (%)")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from cropmap.conventions import CLASS_NAMES, CROP, NODATA
+from cropmap.conventions import CLASS_COLOURS, CLASS_NAMES, CROP, MAP_CLASSES, NODATA, NONCROP
 from cropmap.io import atomic_path, write_json
 from cropmap.plotting import pyplot, save_png
 from cropmap.settings import SeasonSettings, StacItemSettings
@@ -42,8 +42,6 @@ PROBABILITY_RAMP = ["ffffe5", "d9f0a3", "78c679", "238443", "004529"]  # YlGn, 0
 def map_styles(*, map_path, probability_path, legend_png) -> list[Path]:
     """QGIS styles beside the class map (its classes, colours and names) and the probability map (a
     0-100 % colour ramp), and a legend picture of the classes; returns the paths written."""
-    from cropmap.conventions import MAP_CLASSES
-
     entries = "\n".join(f'        <paletteEntry value="{value}" color="#{colour.lower()}" alpha="255" label="{name}"/>'
                         for value, (name, colour, _) in MAP_CLASSES.items())
     classes = (f'    <rasterrenderer type="paletted" band="1" opacity="1" nodataColor="">\n'
@@ -83,9 +81,10 @@ def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     classes, crs = _read_overview(map_path)
     fig, ax = plt.subplots(figsize=(7, 7))
     shown = np.where(classes == NODATA, 2, classes).astype(float)
-    colours = ["#8c6d31", "#f2c72e", "#ffffff"]
+    colours = [*CLASS_COLOURS, "#ffffff"]
     ax.imshow(shown, cmap=ListedColormap(colours), vmin=0, vmax=2, interpolation="nearest")
-    ax.legend(handles=[Patch(color=colours[1], label="cropland"), Patch(color=colours[0], label="other land"),
+    ax.legend(handles=[Patch(color=colours[CROP], label=MAP_CLASSES[CROP][2]),
+                       Patch(color=colours[NONCROP], label=MAP_CLASSES[NONCROP][2]),
                        Patch(facecolor="white", edgecolor="grey", label="no data")], loc="lower right")
     crop_share = np.mean(classes[classes != NODATA] == CROP) if (classes != NODATA).any() else 0.0
     ax.set_title(f"cropland map ({crop_share:.0%} cropland), {crs}")
@@ -188,7 +187,6 @@ def map_stac_item(*, map_path, probability_path, checkpoint: Mapping[str, Any] |
     import pystac
     from shapely.geometry import box, mapping
 
-    from cropmap.conventions import MAP_CLASSES
     from cropmap.grid import reproject_geometry
 
     with rasterio.open(map_path) as src:
