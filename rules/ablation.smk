@@ -80,7 +80,8 @@ use rule mosaic as ablation_mosaic with:
 
 rule random_forest:
     input:
-        patches=block_files("patches/train/{block}.nc"),
+        cubes=area_files("sits/{tile}.nc"),
+        labels=block_files("labels/{block}.tif"),
     output:
         "results/{area}/ablation/random_forest/seed{seed}/model.joblib",
     params:
@@ -95,7 +96,8 @@ rule random_forest:
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap random-forest --settings {params.settings:q} --patches {input.patches} --threads {threads} "
+        "cropmap random-forest --settings {params.settings:q} --cubes {input.cubes} --labels {input.labels} "
+        "--threads {threads} "
         "--out {output} > {log} 2>&1"
 
 

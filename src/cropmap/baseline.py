@@ -1,8 +1,9 @@
 """The classical baseline a user would otherwise run: a random forest on per-pixel monthly medians.
 
 Features: for each calendar month of the season, the median of the composites in that month, per
-band (reflectance). It is fitted on consensus-labelled pixels of the same training patches the deep
-model reads (`cropmap.patches`), and predicts block by block, so no job holds the area.
+band (reflectance). It is fitted as a user's notebook would fit it: a uniform sample of the area's
+consensus-labelled pixels (not the deep model's training patches), scikit-learn's defaults but the
+number of trees. It predicts block by block, so no job holds the area.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 from cropmap.conventions import NODATA, REFLECTANCE_FILL, REFLECTANCE_SCALE
 from cropmap.errors import DataError, TrainingError
 from cropmap.grid import AreaGrid
-from cropmap.patches import PatchDataset, PatchStore
 from cropmap.settings import BlockSettings, RandomForestSettings
 
 log = logging.getLogger(__name__)
@@ -49,37 +49,73 @@ def calendar_months(times: np.ndarray) -> np.ndarray:
     return np.asarray(times, "datetime64[M]").astype(int) % 12 + 1
 
 
-def fit_random_forest(*, stores: Sequence[PatchStore], settings: RandomForestSettings, threads: int = 1):
-    """A random forest fitted on up to `settings.max_samples` consensus-labelled pixels, at most
-    64 from each of a seeded draw of the training patches."""
+def _tile_labels(cube, label_paths: Sequence[str]) -> np.ndarray | None:
+    """(H, W) uint8 consensus labels of a (halo-cropped) tile cube, read from the block raster that
+    holds it; None when no block holds it."""
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    xs, ys = cube["x"].values, cube["y"].values
+    res = abs(float(xs[1] - xs[0]))
+    bounds = (xs.min() - res / 2, ys.min() - res / 2, xs.max() + res / 2, ys.max() + res / 2)
+    for path in label_paths:
+        with rasterio.open(path) as src:
+            left, bottom, right, top = src.bounds
+            if bounds[0] >= left - res / 2 and bounds[2] <= right + res / 2 and bounds[1] >= bottom - res / 2 and bounds[3] <= top + res / 2:
+                window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+                return src.read(1, window=window)
+    return None
+
+
+def _halo_cropped(cube):
+    halo = int(cube.attrs.get("halo_px", 0))
+    return cube.isel(y=slice(halo, -halo), x=slice(halo, -halo)) if halo else cube
+
+
+def fit_random_forest(*, cube_paths: Sequence[str], label_paths: Sequence[str], settings: RandomForestSettings,
+                      threads: int = 1):
+    """A random forest as a user would fit one: `settings.trees` trees (scikit-learn's defaults
+    otherwise) on monthly medians of a uniform sample of up to `settings.max_samples` consensus
+    pixels of the whole area. Each labelled pixel is kept with the same probability, tile by tile,
+    so no step holds more than one cube."""
     from sklearn.ensemble import RandomForestClassifier
 
+    from cropmap.cube import open_cube
+
     rng = np.random.default_rng(settings.seed)
-    dataset = PatchDataset(stores) if sum(map(len, stores)) else None
-    if dataset is None:
-        raise TrainingError("random forest: no training patch in the area (no consensus label)")
-    months = calendar_months(dataset.times)
-    per_patch = 64
-    order = rng.permutation(len(dataset))[: int(np.ceil(settings.max_samples / per_patch))]
-    xs, ys = [], []
-    for position in order:
-        item = dataset[int(position)]
-        labelled = np.flatnonzero(item["labels"].ravel() != NODATA)
-        if not labelled.size:
+    labelled_total = 0
+    for path in label_paths:
+        import rasterio
+
+        with rasterio.open(path) as src:
+            labelled_total += int((src.read(1) != NODATA).sum())
+    if not labelled_total:
+        raise TrainingError("random forest: no consensus label in the area")
+    keep = min(1.0, settings.max_samples / labelled_total)
+    xs, ys, bands, months = [], [], None, None
+    for path in cube_paths:
+        cube = _halo_cropped(open_cube(path))
+        labels = _tile_labels(cube, label_paths)
+        if labels is None or labels.shape != cube["reflectance"].shape[-2:]:
+            raise DataError(f"random forest: no labels of the tile of {path} among the label rasters")
+        rows, cols = np.nonzero((labels != NODATA) & (cube["never_observed"].values == 0))
+        pick = rng.uniform(size=rows.size) < keep
+        if not pick.any():
             continue
-        pick = rng.choice(labelled, size=min(per_patch, labelled.size), replace=False)
-        features = monthly_medians(item["reflectance"], months)
-        xs.append(features.reshape(features.shape[0], -1)[:, pick].T)
-        ys.append(item["labels"].ravel()[pick])
+        tile_months = calendar_months(cube["time"].values)
+        if months is None:
+            months, bands = tile_months, [str(b) for b in cube["band"].values]
+        cells = cube["reflectance"].values[:, :, rows[pick], cols[pick]][..., None]  # (T, C, n, 1)
+        xs.append(monthly_medians(cells, tile_months)[..., 0].T)
+        ys.append(labels[rows[pick], cols[pick]])
     if not xs or np.unique(np.concatenate(ys)).size < 2:
         raise TrainingError("random forest: the consensus labels hold fewer than two classes")
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    forest = RandomForestClassifier(n_estimators=settings.trees, class_weight="balanced", n_jobs=threads,
-                                    random_state=settings.seed, min_samples_leaf=2)
+    x, y = np.concatenate(xs)[: settings.max_samples], np.concatenate(ys)[: settings.max_samples]
+    forest = RandomForestClassifier(n_estimators=settings.trees, n_jobs=threads, random_state=settings.seed)
     forest.fit(x, y)
-    log.info("random forest: %d trees on %d labelled pixels of %d patches, %d features", settings.trees, len(y),
-             len(xs), x.shape[1])
-    return {"forest": forest, "months": months.tolist(), "bands": dataset.bands}
+    log.info("random forest: %d trees on %d of the area's %d consensus pixels, %d features", settings.trees, len(y),
+             labelled_total, x.shape[1])
+    return {"forest": forest, "months": months.tolist(), "bands": bands}
 
 
 def save_forest(model: dict[str, Any], path) -> None:
@@ -110,10 +146,7 @@ def random_forest_block(*, cube_paths: Sequence[str], model: dict[str, Any], blo
     tiles = {tile.id: tile for tile in block.tiles}
     out = np.full((2, *block.shape), NODATA, np.uint8)
     for path in cube_paths:
-        cube = open_cube(path)
-        halo = int(cube.attrs.get("halo_px", 0))
-        if halo:
-            cube = cube.isel(y=slice(halo, -halo), x=slice(halo, -halo))
+        cube = _halo_cropped(open_cube(path))
         tile_id = str(cube.attrs.get("tile"))
         if tile_id not in tiles:
             raise DataError(f"cube {path} is of tile {tile_id}, which is not in this block")

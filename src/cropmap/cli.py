@@ -153,7 +153,7 @@ def cmd_ablation_table(args) -> None:
 def cmd_random_forest(args) -> None:
     from cropmap.baseline import fit_random_forest, save_forest
 
-    model = fit_random_forest(stores=_stores(args.patches), settings=_settings(args, "random_forest"),
+    model = fit_random_forest(cube_paths=args.cubes, label_paths=args.labels, settings=_settings(args, "random_forest"),
                               threads=available_cores())
     save_forest(model, args.out)
     print(f"random forest of {len(model['forest'].estimators_)} trees -> {args.out}")
@@ -288,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
     for name in ("--out", "--table", "--csv", "--per-tile", "--confusion-png"):
         p.add_argument(name, required=True)
-    p = add("random-forest", cmd_random_forest, "baseline: fit a random forest on monthly medians of the training patches")
-    p.add_argument("--patches", nargs="+", required=True, help="the blocks' training patch stores")
+    p = add("random-forest", cmd_random_forest, "baseline: fit a random forest on monthly medians of a uniform sample of the area's consensus pixels")
+    p.add_argument("--cubes", nargs="+", required=True, help="the area's tile cubes")
+    p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
     p.add_argument("--out", required=True)
     p = add("random-forest-predict", cmd_random_forest_predict, "baseline: the random forest's map of one block")
     p.add_argument("--cubes", nargs="+", required=True)

@@ -269,6 +269,49 @@ def _add_band_asset(item: pystac.Item, name: str, href: str, shape, transform: A
                                       title=title, extra_fields=extra))
 
 
+PRODUCT_MARGIN_M = 200.0  # products reach beyond the area, as real ones do
+
+
+def on_grid(values: np.ndarray, grid: AreaGrid, transform: Affine, crs: str, shape: tuple[int, int],
+            resampling=Resampling.nearest) -> np.ndarray:
+    """`values` on the area's grid reprojected onto another grid (0 outside the area)."""
+    dst = np.zeros(shape, values.dtype)
+    reproject(values, dst, src_transform=grid.transform, src_crs=grid.crs,
+              dst_transform=transform, dst_crs=crs, resampling=resampling)
+    return dst
+
+
+def product_grids(grid: AreaGrid) -> dict[str, tuple[Affine, str, tuple[int, int]]]:
+    """The three products' own grids (transform, CRS, shape): WorldCover-like at 1/12000 degree in
+    EPSG:4326, Esri-like at 10 m UTM shifted by half a pixel, GLAD-like at 30 m UTM."""
+    left, bottom, right, top = grid.bounds
+    margin = PRODUCT_MARGIN_M
+    deg = 1 / 12000
+    w, s, e, nth = transform_bounds(grid.crs, "EPSG:4326", left - margin, bottom - margin, right + margin, top + margin)
+    w, nth = np.floor(w / deg) * deg, np.ceil(nth / deg) * deg
+    grids = {"worldcover": (Affine(deg, 0, w, 0, -deg, nth), "EPSG:4326",
+                            (int(np.ceil((nth - s) / deg)), int(np.ceil((e - w) / deg))))}
+    shift = grid.resolution / 2
+    grids["esri"] = (Affine(grid.resolution, 0, left - margin + shift, 0, -grid.resolution, top + margin - shift), grid.crs,
+                     (grid.shape[0] + int(2 * margin / grid.resolution), grid.shape[1] + int(2 * margin / grid.resolution)))
+    res = 30.0
+    grids["glad"] = (Affine(res, 0, np.floor((left - margin) / res) * res, 0, -res, np.ceil((top + margin) / res) * res),
+                     grid.crs, (int((top - bottom + 2 * margin) / res) + 1, int((right - left + 2 * margin) / res) + 1))
+    return grids
+
+
+PRODUCT_FILES = {"worldcover": "worldcover.tif", "esri": "esri_lulc.tif", "glad": "glad_cropland.tif"}
+
+
+def esri_spill(values: np.ndarray) -> np.ndarray:
+    """Esri's crop spills over field margins: non-crop (rangeland, trees) within 3 px of crop
+    becomes crop (code 5)."""
+    crop = values == 5
+    spill = ndimage.binary_dilation(crop, iterations=3) & ~crop & np.isin(values, (11, 2))
+    values[spill] = 5
+    return values
+
+
 def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.random.Generator, *,
                    errors: str = "random") -> dict[str, Path]:
     """Three land-cover products on three grids, each with its own error pattern. `errors:
@@ -280,24 +323,13 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     is_crop = np.isin(land.parcel_class, CROP_CLASSES)
     is_grass = land.parcel_class == 5
     paths = {}
-    left, bottom, right, top = grid.bounds
-    margin = 200.0
-
-    def on_grid(values: np.ndarray, transform, crs, shape, resampling=Resampling.nearest):
-        dst = np.zeros(shape, values.dtype)
-        reproject(values, dst, src_transform=grid.transform, src_crs=grid.crs,
-                  dst_transform=transform, dst_crs=crs, resampling=resampling)
-        return dst
+    grids = product_grids(grid)
 
     # 1. WorldCover-like, 10 m in EPSG:4326 (1/12000 degree): grassland often called crop,
     #    small fields missed
-    deg = 1 / 12000
-    w, s, e, nth = transform_bounds(grid.crs, "EPSG:4326", left - margin, bottom - margin, right + margin, top + margin)
-    w, nth = np.floor(w / deg) * deg, np.ceil(nth / deg) * deg
-    shape = (int(np.ceil((nth - s) / deg)), int(np.ceil((e - w) / deg)))
-    transform = Affine(deg, 0, w, 0, -deg, nth)
-    lc = on_grid(land.landcover, transform, "EPSG:4326", shape)
-    pid = on_grid(land.parcel + 1, transform, "EPSG:4326", shape) - 1
+    transform, crs, shape = grids["worldcover"]
+    lc = on_grid(land.landcover, grid, transform, crs, shape)
+    pid = on_grid(land.parcel + 1, grid, transform, crs, shape) - 1
     wc_code = np.array([0, 40, 40, 40, 40, 30, 10, 80, 50], np.uint8)
     grass_as_crop = is_grass & (rng.uniform(size=n) < 0.45)
     small = land.parcel_area < np.quantile(land.parcel_area[is_crop], 0.3)
@@ -312,42 +344,36 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
     noise = rng.uniform(size=shape) < 0.02
     values[noise] = rng.choice([10, 30, 40], size=int(noise.sum()))
     values[lc == 0] = 0
-    paths["worldcover"] = out_dir / "worldcover.tif"
-    write_geotiff(paths["worldcover"], values, transform=transform, crs="EPSG:4326", nodata=0, cog=True)
+    paths["worldcover"] = out_dir / PRODUCT_FILES["worldcover"]
+    write_geotiff(paths["worldcover"], values, transform=transform, crs=crs, nodata=0, cog=True)
 
     # 2. Esri-LULC-like, 10 m UTM on a grid shifted by half a pixel: borders blurred (crop spills
     #    over field margins), some crop fields called rangeland
-    shift = grid.resolution / 2
-    transform = Affine(grid.resolution, 0, left - margin + shift, 0, -grid.resolution, top + margin - shift)
-    shape = (grid.shape[0] + int(2 * margin / grid.resolution), grid.shape[1] + int(2 * margin / grid.resolution))
-    lc = on_grid(land.landcover, transform, grid.crs, shape)
-    pid = on_grid(land.parcel + 1, transform, grid.crs, shape) - 1
+    transform, crs, shape = grids["esri"]
+    lc = on_grid(land.landcover, grid, transform, crs, shape)
+    pid = on_grid(land.parcel + 1, grid, transform, crs, shape) - 1
     esri_code = np.array([0, 5, 5, 5, 5, 11, 2, 1, 7], np.uint8)
     crop_as_range = is_crop & (rng.uniform(size=n) < (0.1 if systematic else 0.22))
     grass_as_crop = is_grass & (rng.uniform(size=n) < (0.35 if systematic else 0.2))
     values = esri_code[lc]
     values[(pid >= 0) & crop_as_range[np.maximum(pid, 0)] & np.isin(lc, CROP_CLASSES)] = 11
     values[(pid >= 0) & grass_as_crop[np.maximum(pid, 0)] & (lc == 5)] = 5
-    crop = values == 5
-    spill = ndimage.binary_dilation(crop, iterations=3) & ~crop & np.isin(values, (11, 2))
-    values[spill] = 5
+    values = esri_spill(values)
     values[lc == 0] = 0
-    paths["esri"] = out_dir / "esri_lulc.tif"
+    paths["esri"] = out_dir / PRODUCT_FILES["esri"]
     write_geotiff(paths["esri"], values, transform=transform, crs=grid.crs, nodata=0, cog=True)
 
     # 3. GLAD-like cropland extent, 30 m UTM, a year behind: fields that changed use since last
     #    year are wrong
-    res = 30.0
-    transform = Affine(res, 0, np.floor((left - margin) / res) * res, 0, -res, np.ceil((top + margin) / res) * res)
-    shape = (int((top - bottom + 2 * margin) / res) + 1, int((right - left + 2 * margin) / res) + 1)
+    transform, crs, shape = grids["glad"]
     changed = 0.12  # fields whose use changed since last year
     last_year_crop = np.where(is_crop, rng.uniform(size=n) > changed, is_grass & (rng.uniform(size=n) < 0.35))
     crop_map = last_year_crop[land.parcel].astype(np.uint8)
     valid = np.ones_like(crop_map)
-    values = on_grid(crop_map, transform, grid.crs, shape, Resampling.mode)
-    covered = on_grid(valid, transform, grid.crs, shape, Resampling.nearest)
+    values = on_grid(crop_map, grid, transform, crs, shape, Resampling.mode)
+    covered = on_grid(valid, grid, transform, crs, shape, Resampling.nearest)
     values[covered == 0] = 255
-    paths["glad"] = out_dir / "glad_cropland.tif"
+    paths["glad"] = out_dir / PRODUCT_FILES["glad"]
     if systematic:  # misregistered: its fields are written 30 m east of where they are
         transform = transform * Affine.translation(1, 0)
     write_geotiff(paths["glad"], values, transform=transform, crs=grid.crs, nodata=255, cog=True)
@@ -355,11 +381,14 @@ def write_products(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rando
 
 
 def write_reference(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.random.Generator,
-                    points_per_class: int = 150) -> None:
-    truth = np.isin(land.landcover, CROP_CLASSES).astype(np.uint8)
+                    points_per_class: int = 150, *, classes: dict[int, str] = LANDCOVER_CLASSES,
+                    crop_classes: tuple[int, ...] = CROP_CLASSES) -> None:
+    """The true cropland raster, the land-cover raster (`classes`) and a sample of points stratified
+    by the true class."""
+    truth = np.isin(land.landcover, crop_classes).astype(np.uint8)
     write_geotiff(out_dir / "cropland_truth.tif", truth, transform=grid.transform, crs=grid.crs, nodata=NODATA, cog=True)
     write_geotiff(out_dir / "landcover_truth.tif", land.landcover, transform=grid.transform, crs=grid.crs,
-                  nodata=0, cog=True, tags={f"class_{k}": v for k, v in LANDCOVER_CLASSES.items()})
+                  nodata=0, cog=True, tags={f"class_{k}": v for k, v in classes.items()})
     to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     rows = []
     for cls in (1, 0):  # stratified by the true class
@@ -373,11 +402,79 @@ def write_reference(land: Landscape, grid: AreaGrid, out_dir: Path, rng: np.rand
         writer = csv.writer(f)
         writer.writerow(["id", "x", "y", "lon", "lat", "crop", "landcover"])
         for i, (cls, x, y, lon, lat, lc) in enumerate(rows):
-            writer.writerow([i, f"{x:.1f}", f"{y:.1f}", f"{lon:.6f}", f"{lat:.6f}", cls, LANDCOVER_CLASSES[int(lc)]])
+            writer.writerow([i, f"{x:.1f}", f"{y:.1f}", f"{lon:.6f}", f"{lat:.6f}", cls, classes[int(lc)]])
+
+
+def _new_catalog() -> tuple[pystac.Catalog, pystac.Collection]:
+    catalog = pystac.Catalog(id="cropmap-demo", description="Synthetic Sentinel-2 L2A scenes of the cropmap demo area")
+    collection = pystac.Collection(
+        id="sentinel-2-l2a", description="Sentinel-2 L2A-like synthetic scenes",
+        extent=pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])),
+        license="CC-BY-4.0",
+    )
+    catalog.add_child(collection)
+    return catalog, collection
+
+
+def save_catalog(catalog: pystac.Catalog, collection: pystac.Collection, items: list[pystac.Item], catalog_dir: Path) -> Path:
+    """Add the scenes' items and write the catalog; catalog.json is written last, so a complete
+    catalog.json means a complete demo."""
+    collection.add_items(items)
+    collection.update_extent_from_items()
+    catalog.normalize_hrefs(str(catalog_dir))
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return catalog_dir / "catalog.json"
+
+
+def write_scene(catalog_dir: Path, *, k: int, date: dt.date, refl: np.ndarray, scl10: np.ndarray, grid: AreaGrid,
+                no_data: np.ndarray, valid_cols: int = 0, cover: float) -> pystac.Item:
+    """Write one scene's 10 band COGs (20 m bands at 20 m) and SCL from its (bands, H, W) 10 m
+    top-of-canopy reflectance and 10 m SCL; `no_data` (H, W) and the first `valid_cols` columns
+    get DN 0 (outside the swath or the archive)."""
+    epsg = int(grid.crs.split(":")[1])
+    platform = "sentinel-2a" if k % 2 == 0 else "sentinel-2b"
+    item_id = f"S2{'A' if k % 2 == 0 else 'B'}_14SPJ_{date:%Y%m%d}_0_L2A"
+    left, bottom, right, top = grid.bounds
+    item = _item(item_id, date, grid, epsg, (left + valid_cols * grid.resolution, bottom, right, top), cover, platform)
+    scene_dir = catalog_dir / "sentinel-2-l2a" / item_id
+    t20 = grid.transform * Affine.scale(2)
+    for b, name in enumerate(BAND_ORDER):
+        if name not in BANDS_10M:
+            dn = _to_dn(_down2(refl[b]))
+            dn[:, : valid_cols // 2] = 0
+            dn[no_data[::2, ::2]] = 0
+            transform = t20
+        else:
+            dn = _to_dn(refl[b])
+            dn[:, :valid_cols] = 0
+            dn[no_data] = 0
+            transform = grid.transform
+        write_geotiff(scene_dir / f"{name}.tif", dn, transform=transform, crs=grid.crs, nodata=0, cog=True,
+                      overview_resampling="average")
+        _add_band_asset(item, name, f"./{name}.tif", dn.shape, transform)
+    scl = scl10[::2, ::2].copy()
+    scl[:, : valid_cols // 2] = 0
+    scl[no_data[::2, ::2]] = 0
+    write_geotiff(scene_dir / "SCL.tif", scl, transform=t20, crs=grid.crs, nodata=0, cog=True)
+    _add_band_asset(item, "SCL", "./SCL.tif", scl.shape, t20)
+    return item
+
+
+def archive_edge(shape: tuple[int, int], data_coverage: float) -> np.ndarray:
+    """(H, W) bool: beyond a slanted edge no scene has data (an archive's or an orbit's end), so
+    tiles there are only partly observed."""
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    return cols > data_coverage * w + 0.25 * (rows - h / 2)
 
 
 def make_demo(*, settings: DemoAreaSettings, out_dir: str | Path) -> Path:
-    """Write the demo study area under `out_dir`; return the path of its STAC catalog."""
+    """Write the demo study area under `out_dir`; return the path of its STAC catalog. With
+    `demo.series` set, its fields take real parcels' series (`cropmap.demo_series`)."""
+    if settings.demo.series != "synthetic":
+        from cropmap.demo_series import make_series_demo
+
+        return make_series_demo(settings=settings, out_dir=out_dir)
     out_dir = Path(out_dir)
     grid = AreaGrid(tuple(tiles_for_area(settings.grid)))
     demo = settings.demo
@@ -390,20 +487,11 @@ def make_demo(*, settings: DemoAreaSettings, out_dir: str | Path) -> Path:
     write_reference(land, grid, ref_dir, np.random.default_rng(seed + 2))
 
     catalog_dir = out_dir / "stac"
-    catalog = pystac.Catalog(id="cropmap-demo", description="Synthetic Sentinel-2 L2A scenes of the cropmap demo area")
-    collection = pystac.Collection(
-        id="sentinel-2-l2a", description="Sentinel-2 L2A-like synthetic scenes",
-        extent=pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])),
-        license="CC-BY-4.0",
-    )
-    catalog.add_child(collection)
-    epsg = int(grid.crs.split(":")[1])
+    catalog, collection = _new_catalog()
     dates = _scene_dates(settings.season, demo.revisit_days)
     scene_rng = np.random.default_rng(seed + 3)
-    h, w = grid.shape
-    # beyond a slanted edge no scene has data (an archive's or an orbit's end): tiles only partly observed
-    rows, cols = np.mgrid[0:h, 0:w]
-    beyond_edge = cols > demo.data_coverage * w + 0.25 * (rows - h / 2)
+    w = grid.shape[1]
+    beyond_edge = archive_edge(grid.shape, demo.data_coverage)
     items = []
     for k, date in enumerate(tqdm(dates, desc="demo scenes", unit="scene")):
         doy = date.timetuple().tm_yday
@@ -412,41 +500,11 @@ def make_demo(*, settings: DemoAreaSettings, out_dir: str | Path) -> Path:
         refl = surface_reflectance(land, doy)
         refl, scl10 = atmosphere(refl, scene_rng, cover)
         refl += scene_rng.normal(0, 0.004, refl.shape).astype(np.float32)
-        platform = "sentinel-2a" if k % 2 == 0 else "sentinel-2b"
         # the odd relative orbit sees only the eastern 85 % of the area
         valid_cols = 0 if k % 2 == 0 else int(0.15 * w) // 2 * 2
-        item_id = f"S2{'A' if k % 2 == 0 else 'B'}_14SPJ_{date:%Y%m%d}_0_L2A"
-        left, bottom, right, top = grid.bounds
-        item = _item(item_id, date, grid, epsg, (left + valid_cols * grid.resolution, bottom, right, top),
-                     float((scl10 >= 8).mean() if cover else 0.0), platform)
-        scene_dir = catalog_dir / "sentinel-2-l2a" / item_id
-        t20 = grid.transform * Affine.scale(2)
-        for b, name in enumerate(BAND_ORDER):
-            dn = _to_dn(refl[b])
-            if name not in BANDS_10M:
-                dn = _to_dn(_down2(refl[b]))
-                dn[:, : valid_cols // 2] = 0
-                dn[beyond_edge[::2, ::2]] = 0
-                shape, transform = dn.shape, t20
-            else:
-                dn[:, :valid_cols] = 0
-                dn[beyond_edge] = 0
-                shape, transform = dn.shape, grid.transform
-            write_geotiff(scene_dir / f"{name}.tif", dn, transform=transform, crs=grid.crs, nodata=0, cog=True,
-                          overview_resampling="average")
-            _add_band_asset(item, name, f"./{name}.tif", shape, transform)
-        scl = scl10[::2, ::2].copy()
-        scl[:, : valid_cols // 2] = 0
-        scl[beyond_edge[::2, ::2]] = 0
-        write_geotiff(scene_dir / "SCL.tif", scl, transform=t20, crs=grid.crs, nodata=0, cog=True)
-        _add_band_asset(item, "SCL", "./SCL.tif", scl.shape, t20)
-        items.append(item)
-    collection.add_items(items)
-    collection.update_extent_from_items()
-    catalog.normalize_hrefs(str(catalog_dir))
-    # the catalog.json is written last, so a complete catalog.json means a complete demo
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return catalog_dir / "catalog.json"
+        items.append(write_scene(catalog_dir, k=k, date=date, refl=refl, scl10=scl10, grid=grid, no_data=beyond_edge,
+                                 valid_cols=valid_cols, cover=float((scl10 >= 8).mean() if cover else 0.0)))
+    return save_catalog(catalog, collection, items, catalog_dir)
 
 
 def demo_area_config(*, name: str, tiles: int, seed: int = 42, tile_size: int = 512) -> dict[str, Any]:

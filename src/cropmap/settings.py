@@ -87,6 +87,7 @@ class DemoSettings:
     crop_share: float
     data_coverage: float
     product_errors: str
+    series: str
 
 
 @_settings
