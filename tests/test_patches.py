@@ -174,6 +174,42 @@ def test_an_area_of_one_block_holds_out_whole_tiles():
     assert not {dataset.tile_of(p) for p in val_at} & {dataset.tile_of(p) for p in train_at}
 
 
+def test_an_area_of_two_blocks_holds_out_tiles_not_half_of_it():
+    """One of two blocks would be half the area's labels: with fewer than 1 / fraction blocks,
+    whole tiles are held out."""
+    dataset = PatchDataset([_FakeStore("b0", ["t1", "t1", "t2", "t2"]), _FakeStore("b1", ["t3", "t3", "t4", "t4"])])
+    train_at, val_at, unit = split_validation(dataset, fraction=0.2, seed=0)
+    assert unit == "tile" and len(val_at) == 2
+    assert not {dataset.tile_of(p) for p in val_at} & {dataset.tile_of(p) for p in train_at}
+
+
+def test_the_forest_fits_on_a_uniform_sample_of_the_areas_consensus(block_files):
+    """As a user's notebook would: every labelled, observed pixel of the area kept with the same
+    probability (not the deep model's patches), monthly medians, scikit-learn's forest."""
+    from cropmap.baseline import fit_random_forest, random_forest_block
+    from cropmap.settings import RandomForestSettings
+
+    root, cubes, tiles = block_files
+    # labelled and observed: the first tile's 32 x 32 px, the second's 16 observed columns
+    model = fit_random_forest(cube_paths=cubes, label_paths=[str(root / "labels.tif")],
+                              settings=RandomForestSettings(seed=0, trees=5, max_samples=300))
+    counts = model["pixels_per_tile"]
+    assert 240 <= sum(counts.values()) <= 300
+    assert 1.5 < counts[tiles[0].id] / counts[tiles[1].id] < 2.6  # 1,024 against 512 labelled pixels
+    assert len(model["forest"].estimators_) == 5 and model["forest"].n_features_in_ == len(np.unique(TIMES.astype("datetime64[M]"))) * len(BANDS)
+    everything = fit_random_forest(cube_paths=cubes, label_paths=[str(root / "labels.tif")],
+                                   settings=RandomForestSettings(seed=0, trees=5, max_samples=100000))
+    assert everything["pixels_per_tile"] == {tiles[0].id: 1024, tiles[1].id: 512}
+    out = random_forest_block(cube_paths=cubes, model=everything, block=AreaGrid(tuple(tiles)))
+    assert (out[0][:, 48:] == 255).all() and set(np.unique(out[0][:, :48])) <= {0, 1}
+    with pytest.raises(Exception, match="no consensus label"):
+        empty = root / "empty.tif"
+        write_geotiff(empty, np.full((32, 64), 255, np.uint8), transform=AreaGrid(tuple(tiles)).transform,
+                      crs="EPSG:32614", nodata=255)
+        fit_random_forest(cube_paths=cubes, label_paths=[str(empty)],
+                          settings=RandomForestSettings(seed=0, trees=5, max_samples=300))
+
+
 def test_stores_of_other_dates_are_refused():
     a, b = _FakeStore("b0", ["t"]), _FakeStore("b1", ["t"])
     b.times = np.array(["2023-01-02"], "datetime64[D]")

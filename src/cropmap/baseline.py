@@ -92,7 +92,7 @@ def fit_random_forest(*, cube_paths: Sequence[str], label_paths: Sequence[str], 
     if not labelled_total:
         raise TrainingError("random forest: no consensus label in the area")
     keep = min(1.0, settings.max_samples / labelled_total)
-    xs, ys, bands, months = [], [], None, None
+    xs, ys, tiles, bands, months = [], [], [], None, None
     for path in cube_paths:
         cube = _halo_cropped(open_cube(path))
         labels = _tile_labels(cube, label_paths)
@@ -108,14 +108,19 @@ def fit_random_forest(*, cube_paths: Sequence[str], label_paths: Sequence[str], 
         cells = cube["reflectance"].values[:, :, rows[pick], cols[pick]][..., None]  # (T, C, n, 1)
         xs.append(monthly_medians(cells, tile_months)[..., 0].T)
         ys.append(labels[rows[pick], cols[pick]])
+        tiles.append(np.full(int(pick.sum()), str(cube.attrs.get("tile")), dtype=object))
     if not xs or np.unique(np.concatenate(ys)).size < 2:
         raise TrainingError("random forest: the consensus labels hold fewer than two classes")
-    x, y = np.concatenate(xs)[: settings.max_samples], np.concatenate(ys)[: settings.max_samples]
+    x, y, tiles = np.concatenate(xs), np.concatenate(ys), np.concatenate(tiles)
+    if len(y) > settings.max_samples:  # the per-pixel draw overshot: a uniform subset of it
+        subset = np.sort(rng.choice(len(y), settings.max_samples, replace=False))
+        x, y, tiles = x[subset], y[subset], tiles[subset]
+    per_tile = {str(t): int(n) for t, n in zip(*np.unique(tiles, return_counts=True))}
     forest = RandomForestClassifier(n_estimators=settings.trees, n_jobs=threads, random_state=settings.seed)
     forest.fit(x, y)
     log.info("random forest: %d trees on %d of the area's %d consensus pixels, %d features", settings.trees, len(y),
              labelled_total, x.shape[1])
-    return {"forest": forest, "months": months.tolist(), "bands": bands}
+    return {"forest": forest, "months": months.tolist(), "bands": bands, "pixels_per_tile": per_tile}
 
 
 def save_forest(model: dict[str, Any], path) -> None:

@@ -42,10 +42,10 @@ SERIES_CLASSES = {1: "temporary_crops", 2: "temporary_grasses", 3: "grasslands",
 _CODE = {name: code for code, name in SERIES_CLASSES.items()}
 # probability that the products together take a parcel of the class for crop (for cropland: miss
 # it), as global products do: leys, managed grassland, orchards and vineyards look like crops
-PRODUCT_CONFUSION = {"temporary_crops": 0.10, "temporary_grasses": 0.50, "grasslands": 0.25,
-                     "permanent_crops": 0.40, "shrubland": 0.10, "trees": 0.03, "wetlands": 0.05,
+PRODUCT_CONFUSION = {"temporary_crops": 0.08, "temporary_grasses": 0.30, "grasslands": 0.12,
+                     "permanent_crops": 0.18, "shrubland": 0.10, "trees": 0.06, "wetlands": 0.05,
                      "bare_sparsely_vegetated": 0.05, "built_up": 0.02, "water": 0.0}
-SHARED_ERROR_FOLLOWED = 0.85  # share of the products that follow a shared confusion
+SHARED_ERROR_FOLLOWED = 0.7  # share of the products that follow a shared confusion
 OWN_ERROR = {"worldcover": 0.05, "esri": 0.07, "glad": 0.09}  # each product's independent errors per parcel
 # each product's non-crop code by class (its own legend)
 _WORLDCOVER_CODE = {"trees": 10, "shrubland": 20, "grasslands": 30, "temporary_grasses": 30, "permanent_crops": 30,

@@ -357,8 +357,8 @@ class BudgetSampler:
 
 def split_validation(dataset: PatchDataset, *, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     """(training positions, validation positions, unit) of `dataset`: a seeded `fraction` of whole
-    blocks held out (at least one, at most all but one); with one block, whole tiles; with one
-    tile, patches. The held-out positions never feed training."""
+    blocks held out (at least one, at most all but one); with fewer than 1 / `fraction` blocks,
+    whole tiles; with one tile, patches. The held-out positions never feed training."""
     rng = np.random.default_rng(seed)
     n = len(dataset)
     if fraction <= 0 or n < 2:
@@ -366,7 +366,8 @@ def split_validation(dataset: PatchDataset, *, fraction: float, seed: int) -> tu
     for unit, key in (("block", dataset.block_of), ("tile", dataset.tile_of)):
         units = np.array([key(p) for p in range(n)], dtype=object)
         names = sorted(set(units))
-        if len(names) >= 2:
+        # too few blocks to hold out about `fraction` of them (one of two is half the area): tiles
+        if len(names) >= 2 and (unit == "tile" or fraction * len(names) >= 1):
             count = min(max(1, round(fraction * len(names))), len(names) - 1)
             held = set(rng.choice(names, size=count, replace=False).tolist())
             is_val = np.array([u in held for u in units])

@@ -180,6 +180,9 @@ class TrainSettings:
     similarity_sigma: float
     similarity_pairs: int
     calibration: str
+    label_loss: str
+    gce_q: float
+    lr_schedule: str
     aggregation_weight: float
     validation_fraction: float
     eval_every: int

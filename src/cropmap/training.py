@@ -44,7 +44,7 @@ from cropmap.settings import PretrainSettings, TrainSettings, to_dict
 
 log = logging.getLogger(__name__)
 
-__all__ = ["best_f1_threshold", "decision_threshold", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
+__all__ = ["balanced_threshold", "best_f1_threshold", "decision_threshold", "label_loss", "learning_rate_factor", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
            "train", "train_step", "vegetation_mask", "visual_similarity_loss"]
 
 NEIGHBOUR_OFFSETS = [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2)]
@@ -116,6 +116,31 @@ def spatial_aggregation_loss(prob: torch.Tensor, *, kernel: int = 5) -> torch.Te
     return ((prob - local) ** 2).sum(dim=1).mean()
 
 
+def label_loss(logits: torch.Tensor, labels: torch.Tensor, *, class_weight: torch.Tensor, kind: str = "cross_entropy",
+               q: float = 0.7) -> torch.Tensor:
+    """Class-weighted loss on the labelled pixels (labels != 255) of logits (B, K, H, W):
+    cross-entropy, or the generalised cross-entropy (1 - p_y^q) / q (Zhang and Sabuncu 2018), whose
+    cost of a confidently wrong label is bounded by 1 / q instead of growing without limit."""
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, labels, weight=class_weight, ignore_index=NODATA)
+    labelled = labels != NODATA
+    target = labels.clamp_max(logits.shape[1] - 1)
+    p_y = logits.softmax(dim=1).gather(1, target[:, None])[:, 0]
+    weight = class_weight[target] * labelled
+    return (((1 - p_y.clamp_min(1e-6) ** q) / q) * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
+def learning_rate_factor(step: int, steps: int, schedule: str) -> float:
+    """The learning rate's factor at `step` (1-based) of `steps`: 1 (constant), or a linear warm-up
+    over the first 5 % of the steps then a cosine decay towards 0."""
+    if schedule == "constant":
+        return 1.0
+    warmup = max(1, round(0.05 * steps))
+    if step <= warmup:
+        return step / warmup
+    return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(steps - warmup, 1)))
+
+
 def save_checkpoint(path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -175,6 +200,10 @@ class _Optimiser:
     def __init__(self, model: torch.nn.Module, lr: float, scaler: torch.amp.GradScaler):
         self.model, self.scaler = model, scaler
         self.opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
 
     def step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad()
@@ -315,7 +344,7 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
             logits = model(x, doys).float()
         prob = logits.softmax(dim=1)
         labelled = y != NODATA
-        ce = (F.cross_entropy(logits, y, weight=class_weight, ignore_index=NODATA)
+        ce = (label_loss(logits, y, class_weight=class_weight, kind=settings.label_loss, q=settings.gce_q)
               if labelled.any() else logits.sum() * 0.0)
         loss = ce
         sim = agg = torch.zeros((), device=device)
@@ -328,6 +357,7 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
             agg = spatial_aggregation_loss(prob)
             loss = loss + settings.aggregation_weight * agg
         _check_finite(loss, step, "train", f"best so far at step {best['step']}" if best["state"] else None)
+        opt.set_learning_rate(settings.learning_rate * learning_rate_factor(step, settings.steps, settings.lr_schedule))
         opt.step(loss)
         row = {"step": step, "loss": loss.item(), "cross_entropy": ce.item(), "similarity": sim.item(),
                "aggregation": agg.item(), "val_f1": "", "seconds": round(time.time() - start, 2)}
@@ -370,12 +400,16 @@ def decision_threshold(method: str, *, model: SpatioTemporalNet, items, mean, st
       equal priors is p * s / (p * s + (1 - p) * (1 - s)) under the crop share s, which is 0.5 at
       p = 1 - s);
     - `threshold`: the threshold of best F1 on the held-out consensus pixels (the middle of the
-      range that reaches it: the easy pixels leave a plateau)."""
+      range that reaches it: the easy pixels leave a plateau);
+    - `balanced`: the threshold of best Youden's J there (independent of the labels' crop share)."""
     if method == "none":
         return 0.5
     if method == "prior":
         return float(np.clip(1 - crop_share, 0.05, 0.95))
-    return best_f1_threshold(*_validation_probabilities(model, items, mean, std, doy, device))
+    probability, labels = _validation_probabilities(model, items, mean, std, doy, device)
+    if method == "balanced":
+        return balanced_threshold(probability, labels)
+    return best_f1_threshold(probability, labels)
 
 
 def best_f1_threshold(probability: np.ndarray, labels: np.ndarray) -> float:
@@ -388,6 +422,19 @@ def best_f1_threshold(probability: np.ndarray, labels: np.ndarray) -> float:
     candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
     f1 = np.array([2 * np.sum((p >= t) & y) / max(np.sum(p >= t) + np.sum(y), 1) for t in candidates])
     return float(np.median(candidates[f1 >= f1.max() - 1e-3]))
+
+
+def balanced_threshold(probability: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold (0.05 ... 0.95) of best Youden's J, true-positive rate minus false-positive
+    rate, on the labelled pixels: unlike F1 it does not move with the labels' share of crop, so a
+    consensus that leans towards crop does not pull the map further that way."""
+    labelled = labels != NODATA
+    p, y = probability[labelled], labels[labelled] == 1
+    if not y.any() or y.all():
+        return 0.5
+    candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    j = np.array([np.mean(p[y] >= t) - np.mean(p[~y] >= t) for t in candidates])
+    return float(np.median(candidates[j >= j.max() - 1e-3]))
 
 
 @torch.no_grad()

@@ -1,0 +1,186 @@
+"""F1 against CPU time for training settings, on areas that have been run (issue 21).
+
+Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, patches and models):
+
+    python benchmarks/train_variants.py --areas real_corsica,demo_hard --seeds 0,1 \\
+        --variant base '{}' --variant gce '{"train": {"label_loss": "gce"}}' \\
+        --variant wide '{"model": {"width": 32}}'  [--configfile my.yaml] [--forest]
+
+Each variant overrides the `model`, `pretrain` and `train` settings the area's run used
+(`config.yaml` plus the config files given, as Snakemake merges them); one that changes `model` or
+`pretrain` is pretrained again, once per area (seed of the config), the others start from the
+area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them (`cropmap
+train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every run it
+prints the F1 against the area's reference over all observed pixels, where the products agree
+(the consensus labels the pixel) and where they disagree, precision, recall, and the CPU seconds
+of pretraining, training and prediction (user + system time of the child processes); then each
+variant's mean ± sd per area. `--forest` adds the project's random forest (`cropmap
+random-forest`) with the same seeds. Results are appended to `results/variants.jsonl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import yaml
+from rasterio.windows import from_bounds
+
+from cropmap.config import grid_settings, settings_json, validate_config
+from cropmap.grid import blocks_for_area
+from cropmap.conventions import NODATA
+
+
+def merged_config(configfiles: list[str]) -> dict:
+    config = yaml.safe_load(open("config.yaml"))
+    for path in configfiles:
+        extra = yaml.safe_load(open(path)) or {}
+        for key, value in extra.items():  # Snakemake merges nested mappings of a --configfile
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = _merge(config[key], value)
+            else:
+                config[key] = value
+    return validate_config(config)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def cpu_seconds(cmd: list[str], log: Path) -> float:
+    """Run `cmd`; the CPU time (user + system) it and its children used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(log, "a") as f:
+        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if done.returncode:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd[:2])}; see {log}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def step_settings(config: dict, area: str, step: str, overrides: dict) -> str:
+    settings = json.loads(settings_json(config, area, step))
+    settings.update(overrides.get(step, {}))
+    if "model" in settings:
+        settings["model"] = {**settings["model"], **overrides.get("model", {})}
+    return json.dumps(settings)
+
+
+def scores(config: dict, area: str, predictions: list[Path]) -> dict:
+    """F1 (all / agree / disagree), precision and recall of block predictions against the reference."""
+    reference = config["areas"][area]["reference"]["path"]
+    counts = {part: np.zeros(3) for part in ("all", "agree", "disagree")}  # tp, predicted, true
+    for path in predictions:
+        with rasterio.open(path) as src:
+            pred, bounds = src.read(1), src.bounds
+        with rasterio.open(Path("results") / area / "labels" / path.name.replace("predict_", "")) as src:
+            consensus = src.read(1)
+        with rasterio.open(reference) as src:
+            window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+            truth = src.read(1, window=window, boundless=True, fill_value=NODATA)
+        valid = (pred != NODATA) & (truth != NODATA)
+        for part, sel in (("all", valid), ("agree", valid & (consensus != NODATA)),
+                          ("disagree", valid & (consensus == NODATA))):
+            p, t = pred[sel] == 1, truth[sel] == 1
+            counts[part] += [np.sum(p & t), p.sum(), t.sum()]
+    out = {f"f1_{part}": float(2 * c[0] / max(c[1] + c[2], 1)) for part, c in counts.items()}
+    tp, predicted, true = counts["all"]
+    out.update(precision=float(tp / max(predicted, 1)), recall=float(tp / max(true, 1)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--areas", required=True)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"), default=[])
+    parser.add_argument("--configfile", action="append", default=[])
+    parser.add_argument("--forest", action="store_true")
+    args = parser.parse_args()
+    config = merged_config(args.configfile)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = [(name, json.loads(text)) for name, text in args.variant]
+    records = []
+    for area in args.areas.split(","):
+        root = Path("results") / area
+        blocks = sorted(p.stem for p in (root / "labels").glob("b*.tif"))
+        grids = blocks_for_area(grid_settings(config, area), config["areas"][area]["block_tiles"])
+        cubes = {b: [str(root / "sits" / f"{t.id}.nc") for t in grids[b].tiles] for b in blocks}
+        train_patches = [str(root / "patches" / "train" / f"{b}.nc") for b in blocks]
+        pretrain_patches = [str(root / "patches" / "pretrain" / f"{b}.nc") for b in blocks]
+        runs = [(name, overrides, seed) for name, overrides in variants for seed in seeds]
+        runs += [("random_forest", None, seed) for seed in seeds] if args.forest else []
+        pretrained_of: dict[str, tuple[Path, float]] = {}
+        for name, overrides, seed in runs:
+            out = root / "variants" / name / f"seed{seed}"
+            out.mkdir(parents=True, exist_ok=True)
+            log = out / "log.txt"
+            log.write_text("")
+            record = {"area": area, "variant": name, "seed": seed, "overrides": overrides}
+            start = time.time()
+            if overrides is None:
+                model = out / "model.joblib"
+                settings = json.loads(settings_json(config, area, "random_forest"))
+                settings["seed"] = seed
+                record["train_cpu_s"] = cpu_seconds(
+                    ["cropmap", "random-forest", "--settings", json.dumps(settings), "--cubes",
+                     *[c for b in blocks for c in cubes[b]], "--labels", *[str(root / "labels" / f"{b}.tif") for b in blocks],
+                     "--threads", "2", "--out", str(model)], log)
+                predict_cmd = ["cropmap", "random-forest-predict", "--settings",
+                               settings_json(config, area, "random_forest_predict"), "--threads", "2"]
+            else:
+                if {"model", "pretrain"} & set(overrides):
+                    if name not in pretrained_of:
+                        pretrained = root / "variants" / name / "pretrained.pt"
+                        cpu = cpu_seconds(["cropmap", "pretrain", "--settings", step_settings(config, area, "pretrain", overrides),
+                                           "--patches", *pretrain_patches, "--threads", "2", "--out", str(pretrained),
+                                           "--curve-csv", str(pretrained.with_suffix(".csv")),
+                                           "--curve-png", str(pretrained.with_suffix(".png"))], log)
+                        pretrained_of[name] = (pretrained, cpu)
+                    pretrained, record["pretrain_cpu_s"] = pretrained_of[name]
+                else:
+                    pretrained = root / "model" / "pretrained.pt"
+                train = json.loads(step_settings(config, area, "train", overrides))
+                train["seed"] = seed
+                model = out / "model.pt"
+                record["train_cpu_s"] = cpu_seconds(
+                    ["cropmap", "train", "--settings", json.dumps(train), "--patches", *train_patches, "--threads", "2",
+                     "--pretrained", str(pretrained), "--out", str(model), "--metrics-csv", str(out / "train_metrics.csv"),
+                     "--curves-png", str(out / "train_curves.png")], log)
+                predict_cmd = ["cropmap", "predict", "--settings", step_settings(config, area, "predict", overrides),
+                               "--threads", "2"]
+            predictions, predict_cpu = [], 0.0
+            for block in blocks:
+                pred = out / f"predict_{block}.tif"
+                predict_cpu += cpu_seconds([*predict_cmd, "--cubes", *cubes[block], "--model", str(model), "--block",
+                                            block, "--out", str(pred)], log)
+                predictions.append(pred)
+            record.update(predict_cpu_s=predict_cpu, wall_s=time.time() - start, **scores(config, area, predictions))
+            records.append(record)
+            print(f"{area:17s} {name:22s} seed {seed}: F1 {record['f1_all']:.3f} (agree {record['f1_agree']:.3f} / "
+                  f"disagree {record['f1_disagree']:.3f}; P {record['precision']:.3f} R {record['recall']:.3f}) "
+                  f"CPU s: pretrain {record.get('pretrain_cpu_s', 0):.0f} train {record['train_cpu_s']:.0f} "
+                  f"predict {record['predict_cpu_s']:.0f}", flush=True)
+            with open("results/variants.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+    print("\narea | variant | F1 | agree | disagree | precision | recall | train CPU s")
+    keys = sorted({(r["area"], r["variant"]) for r in records}, key=lambda k: [r["area"] for r in records].index(k[0]))
+    for area, name in keys:
+        rs = [r for r in records if r["area"] == area and r["variant"] == name]
+        cell = lambda k: f"{np.mean([r[k] for r in rs]):.3f} ± {np.std([r[k] for r in rs]):.3f}"
+        print(f"{area} | {name} | {cell('f1_all')} | {cell('f1_agree')} | {cell('f1_disagree')} | {cell('precision')} | "
+              f"{cell('recall')} | {np.mean([r['train_cpu_s'] + r.get('pretrain_cpu_s', 0) for r in rs]):.0f}")
+
+
+if __name__ == "__main__":
+    main()
