@@ -137,3 +137,28 @@ def test_aoi_file_that_is_not_a_polygon(minimal_config, tmp_path, monkeypatch):
     minimal_config["areas"]["demo"]["aoi"] = {"file": "aoi.geojson"}
     message = _error(minimal_config)
     assert message.startswith("areas.demo.aoi") and "polygon" in message
+
+
+def test_an_area_overrides_the_learning_settings_for_itself_alone(minimal_config):
+    """The demo keeps its small budget while another area inherits the top-level settings."""
+    import copy
+
+    minimal_config["areas"]["other"] = copy.deepcopy(minimal_config["areas"]["demo"])
+    minimal_config["areas"]["demo"].update(train={"steps": 150}, model={"width": 16}, patches={"train_per_tile": 8})
+    config = validate_config(minimal_config)
+    assert step_settings(config, "demo", "train")["steps"] == 150
+    assert step_settings(config, "demo", "train")["model"]["width"] == 16
+    assert step_settings(config, "demo", "pretrain")["model"]["width"] == 16
+    assert step_settings(config, "demo", "train_patches")["per_tile"] == 8
+    assert step_settings(config, "other", "train")["steps"] == config["train"]["steps"]
+    assert step_settings(config, "other", "train")["model"] == config["model"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"train": {"stepz": 1}}, "unknown key areas.demo.train.stepz (expected one of:"),
+    ({"model": {"width": "wide"}}, "areas.demo.model.width: 'wide' is not of type 'integer'"),
+    ({"train": {"patch_size": 64}}, "areas.demo.train.patch_size: 64 is larger than the stored patches"),
+])
+def test_an_areas_overrides_are_checked_as_the_section_they_complete(minimal_config, override, message):
+    minimal_config["areas"]["demo"].update(override)
+    assert _error(minimal_config).startswith(message)

@@ -19,7 +19,7 @@ import yaml
 
 from cropmap.errors import ConfigError
 
-__all__ = ["ABLATION_VARIANTS", "OWN_PRETRAINING", "ablation_areas", "ablation_variants", "load_schema", "load_config", "selected_areas",
+__all__ = ["ABLATION_VARIANTS", "AREA_SECTIONS", "OWN_PRETRAINING", "area_section", "ablation_areas", "ablation_variants", "load_schema", "load_config", "selected_areas",
            "grid_settings", "settings_json", "step_settings", "typed_settings",
            "validate_config"]
 
@@ -122,6 +122,8 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if config[step]["patch_size"] > config["patches"]["size"]:
             raise ConfigError(f"{step}.patch_size: {config[step]['patch_size']} is larger than the stored patches "
                               f"(patches.size = {config['patches']['size']})")
+    for name, area in config["areas"].items():
+        _check_learning_overrides(name, area, config)
     for name in config["ablation"].get("variants", []):
         if name not in ABLATION_VARIANTS:
             raise ConfigError(f"ablation.variants: no variant named {name!r} (variants: {', '.join(ABLATION_VARIANTS)})")
@@ -213,9 +215,9 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
                 f"(expected one of: {', '.join(sorted(PRODUCTS))}, or give crop_classes)"
             )
     window, overlap = config["predict"]["window"], config["predict"]["overlap"]
-    if area["tile_size"] < config["patches"]["size"]:
-        raise ConfigError(f"{key}.tile_size: {area['tile_size']} is smaller than patches.size "
-                          f"({config['patches']['size']})")
+    patch_size = area_section(config, area, "patches")["size"]
+    if area["tile_size"] < patch_size:
+        raise ConfigError(f"{key}.tile_size: {area['tile_size']} is smaller than patches.size ({patch_size})")
     if area["tile_size"] < window:
         raise ConfigError(f"{key}.tile_size: {area['tile_size']} is smaller than predict.window ({window})")
     if area["tile_size"] % (window - overlap):
@@ -230,6 +232,39 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
             aoi_geometry(area["aoi"])
         except ConfigError as err:
             raise ConfigError(f"{key}.{err}") from None
+
+
+# sections an area may override for itself (`areas.<name>.train: {steps: 150}`): the rest of the
+# section comes from the top level
+AREA_SECTIONS = ("model", "patches", "pretrain", "train")
+
+
+def area_section(config: dict[str, Any], area: dict[str, Any], section: str) -> dict[str, Any]:
+    """The top-level `section` with the area's own overrides of it."""
+    return {**config[section], **area.get(section, {})}
+
+
+def _check_learning_overrides(name: str, area: dict[str, Any], config: dict[str, Any]) -> None:
+    """An area's overrides are checked as the section they complete, keys named under the area."""
+    schema = load_schema()
+    for section in AREA_SECTIONS:
+        if section not in area:
+            continue
+        merged = area_section(config, area, section)
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema["properties"][section]).iter_errors(merged))
+        if error is not None:
+            path = ["areas", name, section, *error.absolute_path]
+            if error.validator == "additionalProperties":
+                extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+                raise ConfigError(f"unknown key {', '.join(_key_path([*path, e]) for e in extra)} "
+                                  f"(expected one of: {', '.join(sorted(error.schema.get('properties', {})))})")
+            raise ConfigError(f"{_key_path(path)}: {error.message}")
+    patches = area_section(config, area, "patches")
+    for step in ("pretrain", "train"):
+        size = area_section(config, area, step)["patch_size"]
+        if size > patches["size"]:
+            raise ConfigError(f"areas.{name}.{step}.patch_size: {size} is larger than the stored patches "
+                              f"(patches.size = {patches['size']})")
 
 
 def _parse_date(value: str, key: str) -> dt.date:
@@ -282,6 +317,10 @@ def _grid(a: dict[str, Any]) -> dict[str, Any]:
     return {k: a[k] for k in ("aoi", "crs", "resolution", "tile_size")}
 
 
+def _patch_settings(patches: dict[str, Any], per_tile: str) -> dict[str, Any]:
+    return {"size": patches["size"], "per_tile": patches[per_tile], "seed": patches["seed"]}
+
+
 def _without_gpus(section: dict[str, Any]) -> dict[str, Any]:
     # the GPU request is the scheduler's business, not the result's: it never reruns a step
     return {k: v for k, v in section.items() if k != "gpus"}
@@ -297,14 +336,14 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
                           **({"interval_days": a["interval_days"]} if "interval_days" in a else {})},
     "labels": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"], "products": a["glc"],
                             "consensus": c["consensus"]},
-    "pretrain_patches": lambda c, a: {"size": c["patches"]["size"], "per_tile": c["patches"]["pretrain_per_tile"],
-                                      "seed": c["patches"]["seed"]},
-    "train_patches": lambda c, a: {"size": c["patches"]["size"], "per_tile": c["patches"]["train_per_tile"],
-                                   "seed": c["patches"]["seed"],
-                                   "follow_labelled_share": c["patches"]["follow_labelled_share"],
-                                   "crop_share": c["patches"]["crop_share"]},
-    "pretrain": lambda c, a: {"model": c["model"], **c["pretrain"], "season_start": a["season"]["start"]},
-    "train": lambda c, a: {"model": c["model"], **_without_gpus(c["train"]), "season_start": a["season"]["start"]},
+    "pretrain_patches": lambda c, a: _patch_settings(area_section(c, a, "patches"), "pretrain_per_tile"),
+    "train_patches": lambda c, a: {**_patch_settings(area_section(c, a, "patches"), "train_per_tile"),
+                                   "follow_labelled_share": area_section(c, a, "patches")["follow_labelled_share"],
+                                   "crop_share": area_section(c, a, "patches")["crop_share"]},
+    "pretrain": lambda c, a: {"model": area_section(c, a, "model"), **area_section(c, a, "pretrain"),
+                              "season_start": a["season"]["start"]},
+    "train": lambda c, a: {"model": area_section(c, a, "model"), **_without_gpus(area_section(c, a, "train")),
+                           "season_start": a["season"]["start"]},
     "predict": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"], "season_start": a["season"]["start"],
                              **_without_gpus(c["predict"])},
     "mosaic": lambda c, a: {"grid": _grid(a), **_without_gpus(c["predict"])},
@@ -313,7 +352,7 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
                             **{k: v for k, v in c["assess"].items() if k not in ("sample", "labelled_sample")}},
     "sample": lambda c, a: c["assess"]["sample"],
     "area": lambda c, a: {"reference": a.get("reference"), "labelled_sample": c["assess"].get("labelled_sample")},
-    "random_forest": lambda c, a: {"seed": c["train"]["seed"], **c["ablation"]["random_forest"]},
+    "random_forest": lambda c, a: {"seed": area_section(c, a, "train")["seed"], **c["ablation"]["random_forest"]},
     "random_forest_predict": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"]},
     "stac_item": lambda c, a: {"season": a["season"]},
 }
