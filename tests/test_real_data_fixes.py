@@ -118,3 +118,42 @@ def test_a_dynamic_world_fill_is_no_vote():
 
     values = np.array([[4, 0, 2, 255]], np.uint8)  # crops, water, grass, fill
     np.testing.assert_array_equal(recode(values, legend_for({"type": "dynamic-world"})), [[1, 0, 0, 255]])
+
+
+def test_a_balanced_threshold_does_not_follow_the_labels_share_of_crop():
+    """Youden's J puts the decision between the classes whatever their shares; F1 moves it
+    towards crop when crop is the majority of the labels."""
+    from cropmap.training import balanced_threshold
+
+    rng = np.random.default_rng(0)
+    crop, other = rng.normal(0.65, 0.1, 9000), rng.normal(0.35, 0.1, 1000)  # 90 % crop
+    probability = np.clip(np.concatenate([crop, other]), 0, 1)
+    labels = np.concatenate([np.ones(9000, np.uint8), np.zeros(1000, np.uint8)])
+    assert abs(balanced_threshold(probability, labels) - 0.5) <= 0.03
+    assert best_f1_threshold(probability, labels) < 0.45
+    assert balanced_threshold(probability, np.ones(10000, np.uint8)) == 0.5
+
+
+def test_generalised_cross_entropy_bounds_what_a_wrong_label_costs():
+    from cropmap.training import label_loss
+
+    weight = torch.ones(2)
+    labels = torch.tensor([[[0, 1, 255]]])
+    logits = torch.tensor([[-20.0, 20.0, 0.0], [20.0, -20.0, 0.0]]).reshape(1, 2, 1, 3)  # both labels confidently wrong
+    ce = label_loss(logits, labels, class_weight=weight)
+    gce = label_loss(logits, labels, class_weight=weight, kind="gce", q=0.7)
+    assert ce.item() > 10 and gce.item() <= 1 / 0.7 + 1e-6
+    right = label_loss(-logits, labels, class_weight=weight, kind="gce", q=0.7)
+    assert right.item() < 1e-3  # labelled pixels predicted right cost nothing; 255 is ignored
+    mild = logits / 10  # q -> 0 is the cross-entropy
+    assert torch.isclose(label_loss(mild, labels, class_weight=weight, kind="gce", q=1e-4),
+                         label_loss(mild, labels, class_weight=weight), rtol=1e-2)
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    from cropmap.training import learning_rate_factor
+
+    assert [learning_rate_factor(s, 100, "constant") for s in (1, 50, 100)] == [1.0, 1.0, 1.0]
+    factors = [learning_rate_factor(s, 100, "cosine") for s in range(1, 101)]
+    assert factors[0] == pytest.approx(0.2) and factors[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:])) and factors[-1] < 1e-3
