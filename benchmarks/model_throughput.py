@@ -65,7 +65,7 @@ def main() -> None:
     cores = torch.get_num_threads()
     torch.manual_seed(0)
     bands = config["sits"]["bands"]
-    model = SpatioTemporalNet(ModelConfig(in_bands=len(bands), **model_settings)).eval()
+    model = SpatioTemporalNet(ModelConfig(in_bands=len(bands), n_dates=args.dates, **model_settings)).eval()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.dates, len(bands), args.tile, args.tile)).astype(np.float32)
     doy = np.linspace(60, 300, args.dates)

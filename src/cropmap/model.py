@@ -11,7 +11,9 @@
   gamma * attention + value, gamma learnt from 0;
 - heads: a per pixel-date linear reconstruction of the bands from the temporal features plus the
   attention's spatial context (masked pretraining, which thus trains the attention too) and a
-  per-pixel linear classifier (crop / non-crop).
+  per-pixel linear classifier (crop / non-crop); with `series_skip`, the classifier's features
+  also get a linear map of the pixel's whole standardised series (added at training time: it is
+  not part of the pretrained encoder).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class ModelConfig:
     date_encoding: str = "season"
     # pretraining reconstructs from the temporal features plus the attention's spatial context
     attention_in_reconstruction: bool = True
+    # the classifier also reads a linear map of each pixel's whole standardised series (n_dates x
+    # in_bands values), which max-pooling over time cannot pass on date by date
+    series_skip: bool = False
+    n_dates: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +85,10 @@ class SpatioTemporalNet(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
         self.reconstruction_head = nn.Linear(d, config.in_bands)
         self.classifier = nn.Linear(d, config.n_classes)
+        if config.series_skip:
+            if config.n_dates < 1:
+                raise ValueError("series_skip needs n_dates")
+            self.series = nn.Linear(config.n_dates * config.in_bands, d)
 
     def encode(self, x: torch.Tensor, doy: torch.Tensor, mask: torch.Tensor | None = None):
         """x: (B, T, C, H, W) normalised; doy: (B, T); mask: (B, T, H, W) bool of entries to hide.
@@ -115,7 +125,13 @@ class SpatioTemporalNet(nn.Module):
     def features(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
         """The per-pixel features (B, H, W, d) the classifier reads."""
         tfeat, s = self.encode(x, doy)
-        return tfeat.max(dim=3).values + self._spatial_context(tfeat, s)
+        features = tfeat.max(dim=3).values + self._spatial_context(tfeat, s)
+        if self.config.series_skip:
+            b, t, c, h, w = x.shape
+            if t != self.config.n_dates:
+                raise ValueError(f"the model reads series of {self.config.n_dates} dates, not {t}")
+            features = features + self.series(x.permute(0, 3, 4, 1, 2).reshape(b, h, w, t * c))
+        return features
 
     def _spatial_context(self, tfeat: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """gamma * attention (B, H, W, d): queries from the temporal features max-pooled over time,

@@ -77,6 +77,7 @@ class ModelSettings:
     attention_pool: int
     date_encoding: str
     attention_in_reconstruction: bool
+    series_skip: bool
 
 
 @_settings

@@ -239,7 +239,7 @@ def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_pa
     bands = dataset.bands
     mean, std = band_statistics(dataset, seed=settings.seed)
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
-    config = ModelConfig(in_bands=len(bands), **dataclasses.asdict(settings.model))
+    config = ModelConfig(in_bands=len(bands), **{**dataclasses.asdict(settings.model), "series_skip": False})
     doy = _dates(dataset, settings, config, device)
     model = SpatioTemporalNet(config).to(device)
     mixed_precision, scaler = autocast(device)
@@ -303,12 +303,14 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     train_at, val_at, unit = split_validation(dataset, fraction=settings.validation_fraction, seed=settings.seed)
     training, validation = dataset.subset(train_at), dataset.subset(val_at)
     log.info("%d training patches; validation on %d patches of held-out %ss", len(training), len(validation), unit)
+    # the series skip is the classifier's, not the encoder's: training decides it
+    skip = {"series_skip": settings.model.series_skip, "n_dates": len(dataset.times) if settings.model.series_skip else 0}
     if pretrained is not None:
         mean, std = pretrained["band_mean"].numpy(), pretrained["band_std"].numpy()
-        config = ModelConfig(**pretrained["model_config"])
+        config = ModelConfig(**{**pretrained["model_config"], **skip})
     else:
         mean, std = band_statistics(training, seed=settings.seed)
-        config = ModelConfig(in_bands=len(bands), **dataclasses.asdict(settings.model))
+        config = ModelConfig(in_bands=len(bands), **{**dataclasses.asdict(settings.model), **skip})
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
     doy = _dates(dataset, settings, config, device)
     model = SpatioTemporalNet(config).to(device)
