@@ -7,9 +7,9 @@ Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, pa
         --variant wide '{"model": {"width": 32}}'  [--configfile my.yaml] [--forest]
 
 Each variant overrides the `model`, `pretrain` and `train` settings the area's run used
-(`config.yaml` plus the config files given, as Snakemake merges them); one that changes `model` or
-`pretrain` is pretrained again, once per area (seed of the config), the others start from the
-area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them (`cropmap
+(`config.yaml` plus the config files given, as Snakemake merges them); one that changes `pretrain`
+or the encoder's `model` settings is pretrained again, once per area (seed of the config), the
+others start from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them (`cropmap
 train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every run it
 prints the F1 against the area's reference over all observed pixels, where the products agree
 (the consensus labels the pixel) and where they disagree, precision, recall, and the CPU seconds
@@ -79,10 +79,10 @@ def step_settings(config: dict, area: str, step: str, overrides: dict) -> str:
 def scores(config: dict, area: str, predictions: list[Path]) -> dict:
     """F1 (all / agree / disagree), precision and recall of block predictions against the reference."""
     reference = config["areas"][area]["reference"]["path"]
-    counts = {part: np.zeros(3) for part in ("all", "agree", "disagree")}  # tp, predicted, true
+    counts = {part: np.zeros(3) for part in ("all", "agree", "disagree", "half")}  # tp, predicted, true
     for path in predictions:
         with rasterio.open(path) as src:
-            pred, bounds = src.read(1), src.bounds
+            pred, percent, bounds = src.read(1), src.read(2), src.bounds
         with rasterio.open(Path("results") / area / "labels" / path.name.replace("predict_", "")) as src:
             consensus = src.read(1)
         with rasterio.open(reference) as src:
@@ -93,7 +93,11 @@ def scores(config: dict, area: str, predictions: list[Path]) -> dict:
                           ("disagree", valid & (consensus == NODATA))):
             p, t = pred[sel] == 1, truth[sel] == 1
             counts[part] += [np.sum(p & t), p.sum(), t.sum()]
+        # the same probabilities cut at 0.5 instead of the checkpoint's calibrated threshold
+        p, t = percent[valid] >= 50, truth[valid] == 1
+        counts["half"] += [np.sum(p & t), p.sum(), t.sum()]
     out = {f"f1_{part}": float(2 * c[0] / max(c[1] + c[2], 1)) for part, c in counts.items()}
+    out["f1_at_half"] = out.pop("f1_half")
     tp, predicted, true = counts["all"]
     out.update(precision=float(tp / max(predicted, 1)), recall=float(tp / max(true, 1)))
     return out
@@ -139,7 +143,8 @@ def main() -> None:
                 predict_cmd = ["cropmap", "random-forest-predict", "--settings",
                                settings_json(config, area, "random_forest_predict"), "--threads", "2"]
             else:
-                if {"model", "pretrain"} & set(overrides):
+                # the series skip is added at training time: it needs no pretraining of its own
+                if "pretrain" in overrides or set(overrides.get("model", {})) - {"series_skip"}:
                     if name not in pretrained_of:
                         pretrained = root / "variants" / name / "pretrained.pt"
                         cpu = cpu_seconds(["cropmap", "pretrain", "--settings", step_settings(config, area, "pretrain", overrides),
@@ -168,18 +173,19 @@ def main() -> None:
             record.update(predict_cpu_s=predict_cpu, wall_s=time.time() - start, **scores(config, area, predictions))
             records.append(record)
             print(f"{area:17s} {name:22s} seed {seed}: F1 {record['f1_all']:.3f} (agree {record['f1_agree']:.3f} / "
-                  f"disagree {record['f1_disagree']:.3f}; P {record['precision']:.3f} R {record['recall']:.3f}) "
+                  f"disagree {record['f1_disagree']:.3f}; P {record['precision']:.3f} R {record['recall']:.3f}; "
+                  f"at p = 0.5: {record['f1_at_half']:.3f}) "
                   f"CPU s: pretrain {record.get('pretrain_cpu_s', 0):.0f} train {record['train_cpu_s']:.0f} "
                   f"predict {record['predict_cpu_s']:.0f}", flush=True)
             with open("results/variants.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-    print("\narea | variant | F1 | agree | disagree | precision | recall | train CPU s")
+    print("\narea | variant | F1 | agree | disagree | precision | recall | F1 at p = 0.5 | train CPU s")
     keys = sorted({(r["area"], r["variant"]) for r in records}, key=lambda k: [r["area"] for r in records].index(k[0]))
     for area, name in keys:
         rs = [r for r in records if r["area"] == area and r["variant"] == name]
         cell = lambda k: f"{np.mean([r[k] for r in rs]):.3f} ± {np.std([r[k] for r in rs]):.3f}"
         print(f"{area} | {name} | {cell('f1_all')} | {cell('f1_agree')} | {cell('f1_disagree')} | {cell('precision')} | "
-              f"{cell('recall')} | {np.mean([r['train_cpu_s'] + r.get('pretrain_cpu_s', 0) for r in rs]):.0f}")
+              f"{cell('recall')} | {cell('f1_at_half')} | {np.mean([r['train_cpu_s'] + r.get('pretrain_cpu_s', 0) for r in rs]):.0f}")
 
 
 if __name__ == "__main__":

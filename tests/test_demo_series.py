@@ -35,11 +35,11 @@ def test_the_shipped_extractions_hold_labelled_monthly_series():
 
 
 def test_product_errors_follow_the_real_class_and_go_together():
-    classes = np.array(["grasslands"] * 4000 + ["trees"] * 4000 + ["temporary_crops"] * 4000)
+    classes = np.array(["temporary_grasses"] * 4000 + ["trees"] * 4000 + ["temporary_crops"] * 4000)
     calls = _product_calls(classes, np.random.default_rng(0))
-    grass, trees = classes == "grasslands", classes == "trees"
+    grass, trees = classes == "temporary_grasses", classes == "trees"
     assert np.mean(calls["worldcover"][grass]) > np.mean(calls["worldcover"][trees]) + 0.1
-    # correlated: where one product calls grassland crop, the others mostly do too
+    # correlated: where one product calls leys crop, the others mostly do too
     both = np.mean(calls["esri"][grass & calls["worldcover"]])
     assert both > 2 * np.mean(calls["esri"][grass])
     assert np.mean(calls["glad"][classes == "temporary_crops"]) > 1 - 2 * PRODUCT_CONFUSION["temporary_crops"]
