@@ -78,6 +78,7 @@ def fit_random_forest(*, cube_paths: Sequence[str], label_paths: Sequence[str], 
     otherwise) on monthly medians of a uniform sample of up to `settings.max_samples` consensus
     pixels of the whole area. Each labelled pixel is kept with the same probability, tile by tile,
     so no step holds more than one cube."""
+    import rasterio
     from sklearn.ensemble import RandomForestClassifier
 
     from cropmap.cube import open_cube
@@ -85,8 +86,6 @@ def fit_random_forest(*, cube_paths: Sequence[str], label_paths: Sequence[str], 
     rng = np.random.default_rng(settings.seed)
     labelled_total = 0
     for path in label_paths:
-        import rasterio
-
         with rasterio.open(path) as src:
             labelled_total += int((src.read(1) != NODATA).sum())
     if not labelled_total:
