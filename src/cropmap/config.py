@@ -122,8 +122,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if config[step]["patch_size"] > config["patches"]["size"]:
             raise ConfigError(f"{step}.patch_size: {config[step]['patch_size']} is larger than the stored patches "
                               f"(patches.size = {config['patches']['size']})")
+    schema = load_schema()
     for name, area in config["areas"].items():
-        _check_learning_overrides(name, area, config)
+        _check_learning_overrides(name, area, config, schema)
     for name in config["ablation"].get("variants", []):
         if name not in ABLATION_VARIANTS:
             raise ConfigError(f"ablation.variants: no variant named {name!r} (variants: {', '.join(ABLATION_VARIANTS)})")
@@ -244,9 +245,8 @@ def area_section(config: dict[str, Any], area: dict[str, Any], section: str) -> 
     return {**config[section], **area.get(section, {})}
 
 
-def _check_learning_overrides(name: str, area: dict[str, Any], config: dict[str, Any]) -> None:
+def _check_learning_overrides(name: str, area: dict[str, Any], config: dict[str, Any], schema: dict[str, Any]) -> None:
     """An area's overrides are checked as the section they complete, keys named under the area."""
-    schema = load_schema()
     for section in AREA_SECTIONS:
         if section not in area:
             continue
@@ -338,8 +338,7 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
                             "consensus": c["consensus"]},
     "pretrain_patches": lambda c, a: _patch_settings(area_section(c, a, "patches"), "pretrain_per_tile"),
     "train_patches": lambda c, a: {**_patch_settings(area_section(c, a, "patches"), "train_per_tile"),
-                                   "follow_labelled_share": area_section(c, a, "patches")["follow_labelled_share"],
-                                   "crop_share": area_section(c, a, "patches")["crop_share"]},
+                                   **{k: area_section(c, a, "patches")[k] for k in ("follow_labelled_share", "crop_share")}},
     "pretrain": lambda c, a: {"model": {**area_section(c, a, "model"), "series_skip": False},
                               **area_section(c, a, "pretrain"), "season_start": a["season"]["start"]},
     "train": lambda c, a: {"model": area_section(c, a, "model"), **_without_gpus(area_section(c, a, "train")),

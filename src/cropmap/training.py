@@ -414,29 +414,29 @@ def decision_threshold(method: str, *, model: SpatioTemporalNet, items, mean, st
     return best_f1_threshold(probability, labels)
 
 
-def best_f1_threshold(probability: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold (0.05 ... 0.95) of best crop F1 on the labelled pixels (1 / 0; 255 ignored):
-    the middle of the thresholds within 0.001 of the best, since easy pixels leave a plateau."""
+def _best_threshold(probability: np.ndarray, labels: np.ndarray, score) -> float:
+    """The threshold (0.05 ... 0.95) of best `score(predicted, crop)` on the labelled pixels (1 / 0;
+    255 ignored): the middle of the thresholds within 0.001 of the best, since easy pixels leave a
+    plateau; 0.5 when the labels hold one class."""
     labelled = labels != NODATA
     p, y = probability[labelled], labels[labelled] == 1
     if not y.any() or y.all():
         return 0.5
     candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
-    f1 = np.array([2 * np.sum((p >= t) & y) / max(np.sum(p >= t) + np.sum(y), 1) for t in candidates])
-    return float(np.median(candidates[f1 >= f1.max() - 1e-3]))
+    scores = np.array([score(p >= t, y) for t in candidates])
+    return float(np.median(candidates[scores >= scores.max() - 1e-3]))
+
+
+def best_f1_threshold(probability: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold of best crop F1 on the labelled pixels (`_best_threshold`)."""
+    return _best_threshold(probability, labels, lambda pred, y: 2 * np.sum(pred & y) / max(np.sum(pred) + np.sum(y), 1))
 
 
 def balanced_threshold(probability: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold (0.05 ... 0.95) of best Youden's J, true-positive rate minus false-positive
-    rate, on the labelled pixels: unlike F1 it does not move with the labels' share of crop, so a
-    consensus that leans towards crop does not pull the map further that way."""
-    labelled = labels != NODATA
-    p, y = probability[labelled], labels[labelled] == 1
-    if not y.any() or y.all():
-        return 0.5
-    candidates = np.round(np.arange(0.05, 0.951, 0.01), 2)
-    j = np.array([np.mean(p[y] >= t) - np.mean(p[~y] >= t) for t in candidates])
-    return float(np.median(candidates[j >= j.max() - 1e-3]))
+    """The threshold of best Youden's J, true-positive rate minus false-positive rate, on the
+    labelled pixels (`_best_threshold`): unlike F1 it does not move with the labels' share of crop,
+    so a consensus that leans towards crop does not pull the map further that way."""
+    return _best_threshold(probability, labels, lambda pred, y: np.mean(pred[y]) - np.mean(pred[~y]))
 
 
 @torch.no_grad()
