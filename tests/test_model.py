@@ -99,3 +99,22 @@ def test_whole_vs_windowed_prediction_agree(model):
     whole = predict_probability(model, x, doy, window=64, overlap=0, batch_size=1, progress=False)
     tiled = predict_probability(model, x, doy, window=32, overlap=12, batch_size=4, progress=False)
     assert np.abs(whole - tiled)[4:-4, 4:-4].mean() < 0.02
+
+
+@pytest.mark.parametrize("series_skip", [False, True])
+def test_inference_path_gives_the_training_paths_features(series_skip):
+    """Without gradients the temporal encoder runs on chunks of pixel series in channels-last
+    layout (issue 22); its features must be the ones training computes, across chunk edges
+    (40 x 40 px > one chunk) and for windows with their own dates."""
+    torch.manual_seed(3)
+    model = SpatioTemporalNet(ModelConfig(in_bands=4, width=16, heads=2, series_skip=series_skip, n_dates=6)).eval()
+    with torch.no_grad():
+        model.gamma.fill_(0.7)  # the spatial context counts (it starts at 0)
+    x = torch.randn(2, 6, 4, 40, 40)
+    doy = torch.tensor([[0.0, 20, 40, 60, 80, 100], [5.0, 15, 45, 70, 90, 130]])
+    with torch.enable_grad():
+        trained_path = model.features(x, doy).detach()
+    with torch.inference_mode():
+        inference_path = model.features(x, doy)
+    assert inference_path.shape == (2, 40, 40, 16)
+    np.testing.assert_allclose(inference_path.numpy(), trained_path.numpy(), atol=1e-5)

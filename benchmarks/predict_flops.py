@@ -1,0 +1,147 @@
+"""How much of the machine's compute `predict` uses: its FLOP rate against a plain matmul's.
+
+Usage: python benchmarks/predict_flops.py [--area demo] [--tiles 4] [--width W --heads H --layers L]
+                                          [--cube results/demo/sits/TILE.nc] [--rounds 3]
+
+1. The model's cost per pixel: torch's `FlopCounterMode` over one forward pass of a `predict.window`
+   px window (convolutions, matmuls and attention; element-wise work is not counted), divided by
+   the window's pixels.
+2. The machine's rate: a fp32 `torch.mm` of 2048 x 2048 matrices on the same threads, in GFLOP/s.
+3. `predict_probability` on `--tiles` tile cubes (the area's settings: window, overlap, batch size),
+   timed with the process's user and system CPU seconds and its minor page faults. Three rates are
+   printed against the matmul's: the useful one (the cost per pixel x the tiles' pixels / seconds:
+   the overlap recomputed by neighbouring windows is not counted), the work done (x the windows'
+   pixels: what the hardware executed), and issue 22's (its cost per pixel missed the temporal
+   encoder).
+
+Speed does not depend on the weights or the values, so the model is randomly initialised at the
+area's model size (or --width/--heads/--layers, e.g. STCLN's 64/8/2 as a larger size), and the cube is
+random unless `--cube` names a real one. Rounds interleave the matmul and the prediction (a shared
+machine's speed drifts); medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cropmap.compositing import composite_periods
+from cropmap.config import load_config, typed_settings
+from cropmap.model import ModelConfig, SpatioTemporalNet
+from cropmap.predict import predict_probability, window_starts
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def matmul_gflops(*, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_pixel(model: SpatioTemporalNet, *, dates: int, bands: int, window: int, full: bool) -> float:
+    """FLOPs per pixel of one window's forward pass. In eval mode torch's fused transformer layer
+    hides the temporal encoder from the counter (`full=False`, the count issue 22 quoted); in train
+    mode (no dropout: the same maths) it runs op by op and is counted (`full=True`)."""
+    x, doy = torch.randn(1, dates, bands, window, window), torch.linspace(0, 300, dates)[None]
+    counter = FlopCounterMode(display=False)
+    model.train(full)
+    with torch.no_grad(), counter:
+        model(x, doy)
+    model.eval()
+    return counter.get_total_flops() / window**2
+
+
+def timed(fn) -> tuple[float, float, float, int]:
+    """(wall s, user s, system s, minor page faults) of fn()."""
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    fn()
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    return wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--area", default="demo")
+    parser.add_argument("--tiles", type=int, default=4, help="tile cubes predicted per round")
+    parser.add_argument("--cube", help="a real tile cube (netCDF of `cropmap sits`) instead of random values")
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--heads", type=int)
+    parser.add_argument("--layers", type=int, help="temporal layers")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    config = load_config(str(REPO / "config.yaml"))
+    predict = typed_settings(config, args.area, "predict")
+    train = typed_settings(config, args.area, "train")
+    model_settings = dict(vars(train.model))
+    for key, value in (("width", args.width), ("heads", args.heads), ("temporal_layers", args.layers)):
+        if value:
+            model_settings[key] = value
+    if args.cube:
+        from cropmap.cube import open_cube
+
+        cube = open_cube(args.cube)
+        x = cube["reflectance"].values.astype(np.float32) / 10000
+        x = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / (x.std(axis=(0, 2, 3), keepdims=True) + 1e-6)
+    else:
+        sits = typed_settings(config, args.area, "sits")
+        side = sits.grid.tile_size + 2 * sits.halo_px
+        dates = len(composite_periods(sits.season, sits.interval_days))
+        x = np.random.default_rng(0).standard_normal((dates, len(sits.bands), side, side)).astype(np.float32)
+    dates, bands, h, w = x.shape
+    doy = np.linspace(5, 5 + 10 * (dates - 1), dates)
+    torch.manual_seed(0)
+    model = SpatioTemporalNet(ModelConfig(in_bands=bands, n_dates=dates, **model_settings)).eval()
+
+    seen = flops_per_pixel(model, dates=dates, bands=bands, window=predict.window, full=False)
+    per_pixel = flops_per_pixel(model, dates=dates, bands=bands, window=predict.window, full=True)
+    window = min(predict.window, h, w)
+    stride = max(window - predict.overlap, 1)
+    computed = len(window_starts(h, window, stride)) * len(window_starts(w, window, stride)) * window**2
+    threads = torch.get_num_threads()
+
+    def run() -> None:
+        for _ in range(args.tiles):
+            predict_probability(model, x, doy, window=predict.window, overlap=predict.overlap,
+                                batch_size=predict.batch_size, progress=False)
+
+    predict_probability(model, x[:, :, :predict.window, :predict.window], doy, window=predict.window,
+                        overlap=predict.overlap, batch_size=1, progress=False)  # warm-up
+    rates, runs = [], []
+    for _ in range(args.rounds):
+        rates.append(matmul_gflops())
+        runs.append(timed(run))
+    peak = statistics.median(rates)
+    wall, user, system, faults = (statistics.median(values) for values in zip(*runs))
+    pixels = args.tiles * h * w
+    useful = per_pixel * pixels / wall / 1e9
+    print(f"model: width {model_settings['width']}, heads {model_settings['heads']}, "
+          f"{model_settings['temporal_layers']} temporal layer(s), series_skip {model_settings['series_skip']}; "
+          f"{dates} dates x {bands} bands; window {predict.window}, overlap {predict.overlap}, "
+          f"batch {predict.batch_size}; {threads} threads")
+    print(f"cost per pixel (FlopCounterMode, one {predict.window} px window): {per_pixel / 1e6:.3f} MFLOP "
+          f"({seen / 1e6:.3f} MFLOP without the temporal encoder, which the fused layer hides from the counter)")
+    print(f"fp32 torch.mm 2048^2 on {threads} threads: {peak:.1f} GFLOP/s (median of {args.rounds})")
+    print(f"predict {args.tiles} tile(s) of {h} x {w} px ({pixels:,} px; windows cover {computed / (h * w):.2f}x "
+          f"that): {wall:.1f} s wall, {user:.1f} s user, {system:.1f} s system, {faults / 1e6:.2f} M minor page "
+          f"faults; {pixels / wall:,.0f} px/s")
+    for name, rate in (("useful work (full cost x tile pixels)", useful),
+                       ("work done (full cost x window pixels)", useful * computed / (h * w)),
+                       ("issue 22's count (cost without the encoder x tile pixels)", useful * seen / per_pixel)):
+        print(f"  {name:<60}: {rate:5.1f} GFLOP/s = {100 * rate / peak:4.1f} % of the matmul rate")
+    print(f"peak memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
