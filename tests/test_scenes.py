@@ -63,10 +63,13 @@ class AssetServer:
 
     It runs in a child process: GDAL may hold the GIL while it waits for an answer."""
 
-    def __init__(self, root: Path, faults: dict[str, list[int]]):
-        ready = multiprocessing.get_context("fork").Queue()
-        self.process = multiprocessing.get_context("fork").Process(target=_serve_folder, args=(root, faults, ready),
-                                                                   daemon=True)
+    def __init__(self, root: Path, faults: dict[str, list[int]], *, delay_s: float = 0.0):
+        ctx = multiprocessing.get_context("fork")
+        ready = ctx.Queue()
+        # requests being answered now, and the most at once
+        self.in_flight, self.most_in_flight = ctx.Value("i", 0), ctx.Value("i", 0)
+        self.process = ctx.Process(target=_serve_folder, daemon=True,
+                                   args=(root, faults, ready, delay_s, self.in_flight, self.most_in_flight))
         self.process.start()
         self.url = f"http://127.0.0.1:{ready.get(timeout=30)}"
 
@@ -75,7 +78,9 @@ class AssetServer:
         self.process.join(10)
 
 
-def _serve_folder(root: Path, faults: dict[str, list[int]], ready) -> None:
+def _serve_folder(root: Path, faults: dict[str, list[int]], ready, delay_s, in_flight, most_in_flight) -> None:
+    import time
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -84,6 +89,17 @@ def _serve_folder(root: Path, faults: dict[str, list[int]], ready) -> None:
             self.do_GET(body=False)
 
         def do_GET(self, body=True):
+            with in_flight.get_lock():
+                in_flight.value += 1
+                most_in_flight.value = max(most_in_flight.value, in_flight.value)
+            try:
+                time.sleep(delay_s)  # a round trip
+                self._answer(body)
+            finally:
+                with in_flight.get_lock():
+                    in_flight.value -= 1
+
+        def _answer(self, body):
             name = self.path.lstrip("/")
             pending = faults.get(name, []) or ([] if (root / name).is_file() else [404])
             if pending:
@@ -110,9 +126,9 @@ def _serve_folder(root: Path, faults: dict[str, list[int]], ready) -> None:
     httpd.serve_forever()
 
 
-def _serve(items, root: Path, faults):
+def _serve(items, root: Path, faults, *, delay_s: float = 0.0):
     """The items with every asset href pointing at an HTTP server over `root`."""
-    server = AssetServer(root, faults)
+    server = AssetServer(root, faults, delay_s=delay_s)
     served = []
     for item in items:
         item = item.clone()
@@ -326,3 +342,20 @@ def test_a_cube_file_is_cf_reflectance_for_xarray_and_rioxarray(area, tmp_path):
     again = open_cube(tmp_path / "cube.nc")
     assert again["reflectance"].dtype == np.int16
     np.testing.assert_array_equal(again["reflectance"].values, cube["reflectance"].values)
+
+
+def test_reads_over_http_overlap_beyond_the_cores_and_give_the_local_cube(area, tmp_path):
+    """`sits.read_threads` sets the reads in flight apart from the CPU threads (issue 22): with
+    a round trip of 30 ms, many more requests wait at once than there are cores, and the cube
+    is the one built from the local files."""
+    config, items, tile = area
+    settings = dataclasses.replace(typed_settings(config, "demo", "sits"), read_threads=16)
+    local = build_tile_cube(items=items, tile=tile, settings=settings)
+    served, server = _serve(items, tmp_path, {}, delay_s=0.03)
+    try:
+        remote = build_tile_cube(items=served, tile=tile, settings=settings)
+        most = server.most_in_flight.value
+    finally:
+        server.close()
+    assert most > 2 * len(os.sched_getaffinity(0)), most
+    np.testing.assert_array_equal(remote["reflectance"].values, local["reflectance"].values)

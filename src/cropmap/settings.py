@@ -124,6 +124,7 @@ class SitsSettings:
     min_scenes: int
     read_retries: int
     read_backoff_s: float
+    read_threads: int
     dask_scheduler: str
 
 

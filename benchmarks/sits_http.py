@@ -1,0 +1,165 @@
+"""One tile's cube built from COGs over HTTP with a round-trip delay, against the same files read locally.
+
+Usage: python benchmarks/sits_http.py [--scenes 36] [--delays 0 20 50] [--read-threads N] [--rounds 1]
+
+The demo tile of `benchmarks/sits_cube.py` (512 x 512 px, N scenes of 10 bands + SCL as COGs) is
+written once; `build_tile_cube` then reads it
+  - from the local files (the baseline, timed in the same run), and
+  - from a real HTTP/1.1 server on loopback, in its own process, that answers Range requests and
+    waits a fixed delay before each answer (a simulated round trip to S3 or Azure; 0 ms is the
+    server alone).
+Printed per source: seconds, ratio to local, the requests the server answered and the bytes it sent.
+Issue 22's target: the 50 ms build within 1.5x the local one. `--read-threads` overrides
+`sits.read_threads` (the reads in flight per tile job, set apart from its CPU threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing as mp
+import re
+import statistics
+import sys
+import tempfile
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sits_cube import _config  # noqa: E402  (the same tile and scenes as the local benchmark)
+
+from cropmap.config import typed_settings  # noqa: E402
+from cropmap.demo import make_demo  # noqa: E402
+from cropmap.grid import tiles_for_area  # noqa: E402
+from cropmap.search import search_items  # noqa: E402
+from cropmap.sits import build_tile_cube  # noqa: E402
+
+
+def _serve(root: str, delay: mp.Value, requests: mp.Value, sent: mp.Value, ready) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as object stores answer
+
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):
+            self.do_GET(body=False)
+
+        def do_GET(self, body=True):
+            time.sleep(delay.value)
+            with requests.get_lock():
+                requests.value += 1
+            path = Path(root) / self.path.lstrip("/").split("?")[0]
+            if not path.is_file():
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            size = path.stat().st_size
+            match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            start, end = (int(match[1]), min(int(match[2] or size - 1), size - 1)) if match else (0, size - 1)
+            self.send_response(206 if match else 200)
+            self.send_header("Accept-Ranges", "bytes")
+            if match:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.end_headers()
+            if body:
+                with path.open("rb") as f:
+                    f.seek(start)
+                    data = f.read(end - start + 1)
+                self.wfile.write(data)
+                with sent.get_lock():
+                    sent.value += len(data)
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            pass  # a client closing a kept-alive connection is not news
+
+    httpd = Server(("127.0.0.1", 0), Handler)
+    ready.put(httpd.server_address[1])
+    httpd.serve_forever()
+
+
+class DelayedRangeServer:
+    """An HTTP server over `root` in a child process: Range requests, a settable delay, counters."""
+
+    def __init__(self, root: Path) -> None:
+        ctx = mp.get_context("spawn")
+        self.delay, self.requests, self.sent = ctx.Value("d", 0.0), ctx.Value("q", 0), ctx.Value("q", 0)
+        ready = ctx.Queue()
+        self.process = ctx.Process(target=_serve, args=(str(root), self.delay, self.requests, self.sent, ready),
+                                   daemon=True)
+        self.process.start()
+        self.url = f"http://127.0.0.1:{ready.get(timeout=60)}"
+
+    def reset(self, delay_s: float) -> None:
+        self.delay.value, self.requests.value, self.sent.value = delay_s, 0, 0
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.join(10)
+
+
+def _served(items, root: Path, url: str, run: int):
+    """The items with their assets on the server; `run` in the URL, so that no run reads what GDAL
+    cached (file sizes, headers) in an earlier one: each is as cold as a new tile job."""
+    out = []
+    for item in items:
+        item = item.clone()
+        for asset in item.assets.values():
+            asset.href = f"{url}/{Path(asset.get_absolute_href()).relative_to(root)}?run={run}"
+        out.append(item)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=36)
+    parser.add_argument("--delays", type=float, nargs="+", default=[0, 20, 50], help="ms per request")
+    parser.add_argument("--read-threads", type=int, help="sits.read_threads (default: the config's)")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = _config(root, args.scenes)
+        print(f"writing the demo tile with {args.scenes} scenes ...", flush=True)
+        make_demo(settings=typed_settings(config, "bench", "demo"), out_dir=root)
+        items = list(search_items(settings=typed_settings(config, "bench", "search")))
+        settings = typed_settings(config, "bench", "sits")
+        if args.read_threads:
+            settings = dataclasses.replace(settings, read_threads=args.read_threads)
+        tile = tiles_for_area(settings.grid)[0]
+        server = DelayedRangeServer(root)
+        try:
+            build_tile_cube(items=items, tile=tile, settings=settings)  # imports and GDAL set-up, once per job
+
+            def seconds(source) -> float:
+                start = time.perf_counter()
+                build_tile_cube(items=source, tile=tile, settings=settings)
+                return time.perf_counter() - start
+
+            local = statistics.median(seconds(items) for _ in range(args.rounds))
+            print(f"\none 512 x 512 px tile, {len(items)} scenes x {len(settings.bands) + 1} assets, "
+                  f"sits.read_threads {settings.read_threads}; median of {args.rounds} round(s)")
+            print(f"  {'local files':<28}: {local:6.1f} s  1.00x")
+            for delay in args.delays:
+                runs = []
+                for _ in range(args.rounds):
+                    server.reset(delay / 1000)
+                    runs.append((seconds(_served(items, root, server.url, run=len(runs) + 100 * int(delay))),
+                                 server.requests.value, server.sent.value))
+                s, requests, sent = (statistics.median(values) for values in zip(*runs))
+                print(f"  {f'HTTP, {delay:g} ms per request':<28}: {s:6.1f} s  {s / local:4.2f}x  "
+                      f"{requests:,.0f} requests, {sent / 1e6:.0f} MB")
+            print("  (issue 22: the 50 ms build within 1.5x the local one)")
+        finally:
+            server.close()
+
+
+if __name__ == "__main__":
+    main()
