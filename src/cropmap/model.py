@@ -154,10 +154,12 @@ class SpatioTemporalNet(nn.Module):
         s = (e + self.spatial(e)).permute(0, 2, 3, 1).reshape(b, t, h, w, d)  # no copy
         pos = doy_encoding(doy, d)
         value = torch.empty(b, h * w, d, dtype=s.dtype, device=s.device)
+        # a GPU wants whole windows: chunks would only add kernel launches
+        chunk = _INFERENCE_CHUNK if s.device.type == "cpu" else h * w
         for i in range(b):
             seq = s[i].permute(1, 2, 0, 3).reshape(h * w, t, d) + pos[i]
-            for start in range(0, h * w, _INFERENCE_CHUNK):
-                value[i, start:start + _INFERENCE_CHUNK] = self.temporal(seq[start:start + _INFERENCE_CHUNK]).amax(dim=1)
+            for start in range(0, h * w, chunk):
+                value[i, start:start + chunk] = self.temporal(seq[start:start + chunk]).amax(dim=1)
         return value.reshape(b, h, w, d), s.permute(0, 1, 4, 2, 3)
 
     def _spatial_context(self, value: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
