@@ -2,7 +2,7 @@
 import functools
 import sys
 
-from cropmap.config import ABLATION_VARIANTS, OWN_PRETRAINING, ablation_areas, ablation_variants, grid_settings, selected_areas, settings_json, validate_config
+from cropmap.config import ABLATION_VARIANTS, OWN_PRETRAINING, ablation_areas, area_section, ablation_variants, grid_settings, selected_areas, settings_json, validate_config
 from cropmap.errors import ConfigError
 from cropmap.grid import blocks_for_area
 
@@ -129,6 +129,13 @@ def ablation_maps(wildcards):
 def ablation_models(wildcards):
     return [f"results/{wildcards.area}/ablation/{name}/seed{seed}/model.pt"
             for name in ablation_variants(config) for seed in config["ablation"]["seeds"]]
+
+
+def pretrained_checkpoint(wildcards):
+    """The checkpoint `train` starts from: the area's `pretrain.from` (another area's or season's
+    pretraining, built first when this workflow makes it), else the area's own."""
+    source = area_section(config, config["areas"][wildcards.area], "pretrain")["from"]
+    return source or f"results/{wildcards.area}/model/pretrained.pt"
 
 
 def ablation_pretrained(wildcards):

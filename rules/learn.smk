@@ -52,7 +52,7 @@ rule pretrain:
 rule train:
     input:
         patches=block_files("patches/train/{block}.nc"),
-        pretrained="results/{area}/model/pretrained.pt",
+        pretrained=pretrained_checkpoint,
     output:
         model="results/{area}/model/model.pt",
         metrics="results/{area}/model/train_metrics.csv",

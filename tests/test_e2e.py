@@ -199,6 +199,21 @@ def test_sampling_setting_reruns_patches_and_training_not_sits(workflow):
     assert {"train", "predict", "mosaic", "assess"} <= set(jobs), jobs
 
 
+def test_an_encoder_pretrained_elsewhere_replaces_the_areas_own_pretraining(workflow):
+    """`pretrain.from` (issue 23): training starts from another checkpoint, and the area's own
+    pretraining is not part of the plan."""
+    (workflow / "elsewhere").mkdir(exist_ok=True)
+    shutil.copy(workflow / "results/demo/model/pretrained.pt", workflow / "elsewhere/pretrained.pt")
+    config = yaml.safe_load((workflow / "config.yaml").read_text())
+    config["areas"]["demo"]["pretrain"] = {"from": "elsewhere/pretrained.pt"}
+    (workflow / "transfer.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(workflow, "-n", "-p", "--configfile", "transfer.yaml", "--forceall")
+    assert run.returncode == 0, run.stderr[-2000:]
+    jobs = planned_jobs(run.stdout + run.stderr)
+    assert "pretrain" not in jobs and jobs["train"] == 1, jobs
+    assert "--pretrained elsewhere/pretrained.pt" in run.stdout + run.stderr
+
+
 def test_bad_config_stops_before_any_job(workflow):
     bad = yaml.safe_load((workflow / "config.yaml").read_text())
     bad["areas"]["demo"]["tile_sise"] = 32

@@ -168,3 +168,22 @@ def test_fine_tuning_from_pretraining_starts_from_a_lower_loss(demo_tile, demo_p
                        metrics_csv=tmp_path / f"{name}.csv", curves_png=tmp_path / f"{name}.png")
         start[name] = result["probe_loss"]
     assert start["pretrained"] < 0.95 * start["scratch"], start
+
+
+def test_a_pretrained_checkpoint_that_does_not_fit_is_refused_in_one_line():
+    """`pretrain.from` may name another area's encoder (issue 23): its bands, size and date
+    encoding must be this area's, and what differs is said."""
+    from cropmap.training import check_pretrained_fits
+
+    model = ModelSettings(width=16, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
+                          attention_in_reconstruction=True, series_skip=False)
+    fits = {"bands": ["B02", "B03"], "model_config": {"width": 16, "heads": 2, "temporal_layers": 1,
+                                                      "attention_pool": 4, "date_encoding": "season"}}
+    check_pretrained_fits(fits, bands=["B02", "B03"], model=model)
+    wider = {**fits, "model_config": {**fits["model_config"], "width": 32, "date_encoding": "day_of_year"}}
+    with pytest.raises(TrainingError) as err:
+        check_pretrained_fits(wider, bands=["B02", "B04"], model=model)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "width 32 (model.width: 16)" in message and "date_encoding day_of_year" in message
+    assert "bands ['B02', 'B03'] (the area's: ['B02', 'B04'])" in message

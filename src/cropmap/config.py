@@ -321,9 +321,13 @@ def _patch_settings(patches: dict[str, Any], per_tile: str) -> dict[str, Any]:
     return {"size": patches["size"], "per_tile": patches[per_tile], "seed": patches["seed"]}
 
 
+def _without(section: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k not in keys}
+
+
 def _without_gpus(section: dict[str, Any]) -> dict[str, Any]:
     # the GPU request is the scheduler's business, not the result's: it never reruns a step
-    return {k: v for k, v in section.items() if k != "gpus"}
+    return _without(section, "gpus")
 
 
 # step -> what it depends on, from the validated config (c) and its area (a); the shapes are the
@@ -339,8 +343,9 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
     "pretrain_patches": lambda c, a: _patch_settings(area_section(c, a, "patches"), "pretrain_per_tile"),
     "train_patches": lambda c, a: {**_patch_settings(area_section(c, a, "patches"), "train_per_tile"),
                                    **{k: area_section(c, a, "patches")[k] for k in ("follow_labelled_share", "crop_share")}},
+    # `from` names the train job's input, not a pretraining setting
     "pretrain": lambda c, a: {"model": {**area_section(c, a, "model"), "series_skip": False},
-                              **area_section(c, a, "pretrain"), "season_start": a["season"]["start"]},
+                              **_without(area_section(c, a, "pretrain"), "from"), "season_start": a["season"]["start"]},
     "train": lambda c, a: {"model": area_section(c, a, "model"), **_without_gpus(area_section(c, a, "train")),
                            "season_start": a["season"]["start"]},
     "predict": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"], "season_start": a["season"]["start"],

@@ -306,6 +306,7 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     # the series skip is the classifier's, not the encoder's: training decides it
     skip = {"series_skip": settings.model.series_skip, "n_dates": len(dataset.times) if settings.model.series_skip else 0}
     if pretrained is not None:
+        check_pretrained_fits(pretrained, bands=bands, model=settings.model)
         mean, std = pretrained["band_mean"].numpy(), pretrained["band_std"].numpy()
         config = ModelConfig(**{**pretrained["model_config"], **skip})
     else:
@@ -507,6 +508,24 @@ def _validate(model, items, mean, std, doy, device) -> float:
     """F1 of the crop class on the held-out consensus pixels (at probability 0.5)."""
     probability, labels = _validation_probabilities(model, items, mean, std, doy, device)
     return _f1((probability >= 0.5).astype(np.uint8), labels)
+
+
+# what an encoder pretrained elsewhere must share with the area it is fine-tuned on
+_ENCODER_KEYS = ("width", "heads", "temporal_layers", "attention_pool", "date_encoding")
+
+
+def check_pretrained_fits(pretrained: dict[str, Any], *, bands: Sequence[str], model) -> None:
+    """Refuse, in one line, a pretrained checkpoint whose bands, model size or date encoding are not
+    the area's (`model`: its ModelSettings)."""
+    differences = []
+    if list(pretrained["bands"]) != list(bands):
+        differences.append(f"bands {list(pretrained['bands'])} (the area's: {list(bands)})")
+    for key in _ENCODER_KEYS:
+        theirs, ours = pretrained["model_config"].get(key), getattr(model, key)
+        if theirs != ours:
+            differences.append(f"{key} {theirs} (model.{key}: {ours})")
+    if differences:
+        raise TrainingError("the pretrained checkpoint does not fit this area: it has " + "; ".join(differences))
 
 
 def train_step(*, settings: TrainSettings, stores: Sequence[PatchStore], pretrained_path, out_path, metrics_csv,
