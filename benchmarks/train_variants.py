@@ -8,8 +8,8 @@ Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, pa
 
 Each variant overrides the `model`, `pretrain` and `train` settings the area's run used
 (`config.yaml` plus the config files given, as Snakemake merges them); one that changes `pretrain`
-or the encoder's `model` settings is pretrained again, once per area (seed of the config), the
-others start from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them (`cropmap
+or the encoder's `model` settings is pretrained again, once per area (seed of the config), one
+with `pretrain.from` starts from that checkpoint, the others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them (`cropmap
 train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every run it
 prints the F1 against the area's reference over all observed pixels, where the products agree
 (the consensus labels the pixel) and where they disagree, precision, recall, and the CPU seconds
@@ -144,7 +144,9 @@ def main() -> None:
                                settings_json(config, area, "random_forest_predict"), "--threads", "2"]
             else:
                 # the series skip is added at training time: it needs no pretraining of its own
-                if "pretrain" in overrides or set(overrides.get("model", {})) - {"series_skip"}:
+                if overrides.get("pretrain", {}).get("from"):  # another area's encoder (pretrain.from)
+                    pretrained = Path(overrides["pretrain"]["from"])
+                elif "pretrain" in overrides or set(overrides.get("model", {})) - {"series_skip"}:
                     if name not in pretrained_of:
                         pretrained = root / "variants" / name / "pretrained.pt"
                         cpu = cpu_seconds(["cropmap", "pretrain", "--settings", step_settings(config, area, "pretrain", overrides),
