@@ -48,6 +48,8 @@ def all_outputs():
             f"results/{area}/report/availability.png",
             f"results/{area}/assessment/area.json",
             f"results/{area}/cropland.stac.json",
+            f"results/{area}/cropland_uncertainty.tif",
+            f"results/{area}/assessment/suggested.csv",
         ]
     return outputs
 

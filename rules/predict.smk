@@ -42,3 +42,19 @@ rule mosaic:
     shell:
         "cropmap mosaic --settings {params.settings:q} --tiles {input} --map {output.map} "
         "--probability {output.probability} --legend {output.legend} > {log} 2>&1"
+
+
+rule uncertainty:
+    input:
+        "results/{area}/cropland_probability.tif",
+    output:
+        cog="results/{area}/cropland_uncertainty.tif",
+        style="results/{area}/cropland_uncertainty.qml",
+    log:
+        "results/{area}/logs/uncertainty.log",
+    benchmark:
+        "results/{area}/benchmarks/uncertainty.tsv"
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "cropmap uncertainty --probability {input} --out {output.cog} > {log} 2>&1"

@@ -72,6 +72,29 @@ rule sample:
         "--gpkg {output.gpkg} > {log} 2>&1"
 
 
+rule suggest:
+    input:
+        uncertainty="results/{area}/cropland_uncertainty.tif",
+        map="results/{area}/cropland.tif",
+        probability="results/{area}/cropland_probability.tif",
+    output:
+        csv="results/{area}/assessment/suggested.csv",
+        gpkg="results/{area}/assessment/suggested.gpkg",
+        summary="results/{area}/assessment/suggested.json",
+    params:
+        settings=step_settings("suggest"),
+    log:
+        "results/{area}/logs/suggest.log",
+    benchmark:
+        "results/{area}/benchmarks/suggest.tsv"
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "cropmap suggest --settings {params.settings:q} --uncertainty {input.uncertainty} --map {input.map} "
+        "--probability {input.probability} --csv {output.csv} --gpkg {output.gpkg} --json {output.summary} "
+        "> {log} 2>&1"
+
+
 rule area_estimate:
     input:
         map="results/{area}/cropland.tif",

@@ -82,7 +82,8 @@ def test_every_output_is_written(workflow):
     results = workflow / "results" / "demo"
     for name in ("cropland.tif", "cropland_probability.tif", "assessment/metrics.json", "assessment/metrics.md",
                  "model/pretrained.pt", "model/model.pt", "model/train_curves.png", "model/pretrain_loss.png",
-                 "labels/quality.json", "labels/quality.png"):
+                 "labels/quality.json", "labels/quality.png", "cropland_uncertainty.tif", "cropland_uncertainty.qml",
+                 "assessment/suggested.csv", "assessment/suggested.gpkg", "assessment/suggested.json"):
         assert (results / name).stat().st_size > 0, name
     assert len(list((results / "sits").glob("*.nc"))) == 2
     assert len(list((results / "labels").glob("bx*.tif"))) == 1  # both tiles are in one block

@@ -191,6 +191,26 @@ def cmd_sample(args) -> None:
     print(f"{len(points)} sample points -> {args.csv}, {args.gpkg}")
 
 
+def cmd_uncertainty(args) -> None:
+    from cropmap.report import uncertainty_style
+    from cropmap.uncertainty import write_uncertainty
+
+    write_uncertainty(probability_path=args.probability, out_path=args.out)
+    uncertainty_style(args.out)
+    print(f"uncertainty -> {args.out}")
+
+
+def cmd_suggest(args) -> None:
+    from cropmap.uncertainty import suggest_points
+
+    summary = suggest_points(settings=_settings(args, "suggest"), uncertainty_path=args.uncertainty, map_path=args.map,
+                             probability_path=args.probability, out_csv=args.csv, out_gpkg=args.gpkg,
+                             out_json=args.json)
+    shares = summary["map_class_shares"]
+    print(f"{summary['points']} of {summary['asked']} points suggested, {summary['min_distance_px']:g} px apart "
+          f"(mapped crop {100 * shares['crop']:.0f} %, non-crop {100 * shares['non-crop']:.0f} %) -> {args.csv}")
+
+
 def cmd_area(args) -> None:
     from cropmap.sampling import estimate_area
 
@@ -311,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("--gpkg", required=True)
+    p = sub.add_parser("uncertainty", help="the map's uncertainty (margin, percent) as a COG with a style")
+    p.set_defaults(func=cmd_uncertainty)
+    p.add_argument("--probability", required=True)
+    p.add_argument("--out", required=True)
+    p = add("suggest", cmd_suggest, "points where the map is least certain, to label next")
+    for name in ("--uncertainty", "--map", "--probability", "--csv", "--gpkg", "--json"):
+        p.add_argument(name, required=True)
     p = add("area", cmd_area, "stratified estimate of accuracy and area from the labelled sample")
     p.add_argument("--map", required=True)
     p.add_argument("--sample", required=True)

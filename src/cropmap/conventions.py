@@ -13,7 +13,7 @@ CLASSES_TAG = ", ".join([*(f"{value} {name}" for value, (name, _, _) in MAP_CLAS
 REFLECTANCE_SCALE = 10000  # cubes store int16 = reflectance * 10000
 REFLECTANCE_FILL = -9999  # int16 of a value that was never observed
 
-__all__ = ["CLASSES_TAG", "CLASS_COLOURS", "CLASS_NAMES", "CROP", "MAP_CLASSES", "NODATA", "NONCROP", "REFLECTANCE_FILL", "REFLECTANCE_SCALE", "available_cores"]
+__all__ = ["CLASSES_TAG", "DECISION_THRESHOLD_TAG", "CLASS_COLOURS", "CLASS_NAMES", "CROP", "MAP_CLASSES", "NODATA", "NONCROP", "REFLECTANCE_FILL", "REFLECTANCE_SCALE", "available_cores"]
 
 
 def available_cores() -> int:
@@ -24,3 +24,8 @@ def available_cores() -> int:
     if os.environ.get("CROPMAP_THREADS", "").isdigit():
         return max(1, int(os.environ["CROPMAP_THREADS"]))
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# the crop probability (0-1) at and above which a pixel is mapped crop, in the tags of the block
+# predictions and of the probability COG
+DECISION_THRESHOLD_TAG = "decision_threshold"

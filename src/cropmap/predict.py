@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 import xarray as xr
 from tqdm import tqdm
 
-from cropmap.conventions import NODATA
+from cropmap.conventions import DECISION_THRESHOLD_TAG, NODATA
 from cropmap.dataset import standardise
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid
@@ -177,13 +178,15 @@ def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], bloc
         out[:, r:r + prob.shape[0], c:c + prob.shape[1]] = classify(prob, valid, threshold=threshold)
         del cube, prob, valid
         release_freed_memory()
-    write_block_prediction(out_path, out, block=block)
+    write_block_prediction(out_path, out, block=block, threshold=threshold)
 
 
-def write_block_prediction(path, prediction: np.ndarray, *, block: AreaGrid) -> None:
-    """A block's (2, H, W) uint8 class and probability (percent) as one GeoTIFF."""
+def write_block_prediction(path, prediction: np.ndarray, *, block: AreaGrid, threshold: float | None = None) -> None:
+    """A block's (2, H, W) uint8 class and probability (percent) raster as one GeoTIFF; the decision
+    `threshold` (probability, 0-1) that made the classes goes in its tags."""
     write_geotiff(path, prediction, transform=block.transform, crs=block.crs, nodata=NODATA,
-                  descriptions=["cropland class", "cropland probability (%)"])
+                  descriptions=["cropland class", "cropland probability (%)"],
+                  tags={DECISION_THRESHOLD_TAG: f"{threshold:.6g}"} if threshold is not None else None)
 
 
 def predict_step(*, settings: PredictSettings, cube_paths: Sequence[str], model_path, block: str, out_path) -> None:
@@ -207,8 +210,12 @@ def mosaic_step(*, settings: MosaicSettings, block_paths: Sequence[str], map_pat
     mosaic(block_paths, grid, band=1, out_path=map_path, resampling="nearest",
            tags={"classes": CLASSES_TAG, "producer": "cropmap"}, description="cropland class",
            classes={value: (name, colour) for value, (name, colour, _) in MAP_CLASSES.items()})
+    with rasterio.open(block_paths[0]) as src:
+        threshold = src.tags().get(DECISION_THRESHOLD_TAG)
     mosaic(block_paths, grid, band=2, out_path=probability_path, resampling="average",
-           tags={"units": "percent", "producer": "cropmap"}, description="cropland probability (%)")
+           tags={"units": "percent", "producer": "cropmap",
+                 **({DECISION_THRESHOLD_TAG: threshold} if threshold else {})},
+           description="cropland probability (%)")
     if legend_png:
         map_styles(map_path=map_path, probability_path=probability_path, legend_png=legend_png)
     return grid

@@ -18,7 +18,7 @@ from cropmap.io import atomic_path, write_json
 from cropmap.plotting import pyplot, save_png
 from cropmap.settings import SeasonSettings, StacItemSettings
 
-__all__ = ["availability", "confusion_plot", "map_stac_item", "map_styles", "quicklook", "stac_item_step"]
+__all__ = ["availability", "confusion_plot", "map_stac_item", "map_styles", "quicklook", "stac_item_step", "uncertainty_style"]
 
 def _read_overview(path, max_side: int = 1024) -> tuple[np.ndarray, Any]:
     """Band 1 decimated to at most `max_side` pixels (from the overviews when there are), and the CRS."""
@@ -47,20 +47,7 @@ def map_styles(*, map_path, probability_path, legend_png) -> list[Path]:
     classes = (f'    <rasterrenderer type="paletted" band="1" opacity="1" nodataColor="">\n'
                f"      <rasterTransparency/>\n      <colorPalette>\n{entries}\n      </colorPalette>\n"
                f"    </rasterrenderer>")
-    stops = len(PROBABILITY_RAMP) - 1
-    items = "\n".join(f'          <item value="{100 * k / stops:g}" color="#{c}" alpha="255" label="{100 * k / stops:g} %"/>'
-                      for k, c in enumerate(PROBABILITY_RAMP))
-    probability = ('    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" classificationMin="0" '
-                   'classificationMax="100" nodataColor="">\n      <rastershader>\n'
-                   '        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" '
-                   f'minimumValue="0" maximumValue="100">\n{items}\n        </colorrampshader>\n'
-                   "      </rastershader>\n    </rasterrenderer>")
-    written = []
-    for raster, renderer in ((map_path, classes), (probability_path, probability)):
-        style = Path(raster).with_suffix(".qml")
-        with atomic_path(style) as tmp:
-            tmp.write_text(_QML.format(renderer=renderer))
-        written.append(style)
+    written = [_write_style(map_path, classes), _write_style(probability_path, _percent_ramp(PROBABILITY_RAMP))]
     plt = pyplot()
     from matplotlib.patches import Patch
 
@@ -70,6 +57,33 @@ def map_styles(*, map_path, probability_path, legend_png) -> list[Path]:
                + [Patch(facecolor="white", edgecolor="grey", label="no data (255)")], loc="center", frameon=False)
     save_png(fig, legend_png)
     return [*written, Path(legend_png)]
+
+
+# white where the map is sure, dark red where it is a coin toss
+UNCERTAINTY_RAMP = ("ffffff", "fdd49e", "fc8d59", "d7301f", "7f0000")
+
+
+def uncertainty_style(raster_path) -> Path:
+    """A QGIS style beside the uncertainty COG: a 0-100 % ramp, white (sure) to dark red."""
+    return _write_style(raster_path, _percent_ramp(UNCERTAINTY_RAMP))
+
+
+def _percent_ramp(colours) -> str:
+    stops = len(colours) - 1
+    items = "\n".join(f'          <item value="{100 * k / stops:g}" color="#{c}" alpha="255" label="{100 * k / stops:g} %"/>'
+                      for k, c in enumerate(colours))
+    return ('    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" classificationMin="0" '
+            'classificationMax="100" nodataColor="">\n      <rastershader>\n'
+            '        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" '
+            f'minimumValue="0" maximumValue="100">\n{items}\n        </colorrampshader>\n'
+            "      </rastershader>\n    </rasterrenderer>")
+
+
+def _write_style(raster_path, renderer: str) -> Path:
+    style = Path(raster_path).with_suffix(".qml")
+    with atomic_path(style) as tmp:
+        tmp.write_text(_QML.format(renderer=renderer))
+    return style
 
 
 def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:

@@ -20,7 +20,7 @@ from cropmap.errors import DataError
 from cropmap.io import atomic_path, write_json
 from cropmap.settings import AreaSettings, SampleSettings
 
-__all__ = ["area_estimate", "draw_sample", "estimate_area", "label_sample_from_raster", "map_class_counts",
+__all__ = ["area_estimate", "draw_sample", "estimate_area", "label_sample_from_raster", "map_class_counts", "write_points_gpkg",
            "read_labelled_sample", "sample_map", "sample_sizes", "stratified_estimate"]
 
 def sample_map(*, settings: SampleSettings, map_path, out_csv, out_gpkg) -> list[dict[str, Any]]:
@@ -116,21 +116,25 @@ def draw_sample(*, map_path, sizes: Sequence[int], seed: int, out_csv, out_gpkg,
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(points)
-    _write_gpkg(points, crs, out_gpkg)
+    write_points_gpkg(points, crs, out_gpkg, fields=("id", "stratum", "lon", "lat", "reference"), layer="sample")
     return points
 
 
-def _write_gpkg(points, crs, path) -> None:
+def write_points_gpkg(points: Sequence[dict[str, Any]], crs, path, *, fields: Sequence[str], layer: str) -> None:
+    """Points (dicts with `x`, `y` in `crs` and the `fields`) as a GeoPackage layer, atomically."""
     import pyogrio.raw
     import shapely
 
     geometry = shapely.to_wkb(shapely.points([(p["x"], p["y"]) for p in points]))
-    field_data = [np.array([p["id"] for p in points], np.int32), np.array([p["stratum"] for p in points], np.int32),
-                  np.array([p["lon"] for p in points]), np.array([p["lat"] for p in points]),
-                  np.array([p["reference"] for p in points], dtype=object)]
+    field_data = []
+    for name in fields:
+        values = [p[name] for p in points]
+        kind = (object if any(isinstance(v, str) for v in values)
+                else np.int32 if all(isinstance(v, (int, np.integer)) for v in values) else np.float64)
+        field_data.append(np.array(values, dtype=kind))
     with atomic_path(path) as tmp:
-        pyogrio.raw.write(str(tmp), geometry, field_data, ["id", "stratum", "lon", "lat", "reference"],
-                          driver="GPKG", geometry_type="Point", crs=crs.to_wkt(), layer="sample")
+        pyogrio.raw.write(str(tmp), geometry, field_data, list(fields), driver="GPKG", geometry_type="Point",
+                          crs=crs.to_wkt(), layer=layer)
 
 
 def label_sample_from_raster(sample_csv, *, map_crs, reference_path: str, crop_classes: Sequence[int],

@@ -224,6 +224,16 @@ class AssessSettings(LabelQualitySettings):
 
 
 @_settings
+class SuggestSettings:
+    """Points suggested for labelling where the map is least certain: how many, their least distance
+    apart (pixels), candidates kept per point while streaming the area, the seed of the tie-breaks."""
+    points: int
+    min_distance_px: float
+    candidates_per_point: int
+    seed: int
+
+
+@_settings
 class SampleSettings:
     """Stratified sample design (Olofsson et al. 2014): target standard error of overall accuracy,
     the users' accuracies expected for (non-crop, crop), the smallest stratum sample, the seed."""
@@ -256,7 +266,7 @@ STEP_SETTINGS: dict[str, type] = {
     "demo": DemoAreaSettings, "search": SearchSettings, "sits": SitsSettings, "labels": LabelsSettings,
     "pretrain_patches": PretrainPatchSettings, "train_patches": TrainPatchSettings,
     "pretrain": PretrainSettings, "train": TrainSettings, "predict": PredictSettings, "mosaic": MosaicSettings,
-    "label_quality": LabelQualitySettings, "assess": AssessSettings, "sample": SampleSettings,
+    "label_quality": LabelQualitySettings, "assess": AssessSettings, "sample": SampleSettings, "suggest": SuggestSettings,
     "area": AreaSettings, "random_forest": RandomForestSettings, "random_forest_predict": BlockSettings,
     "stac_item": StacItemSettings,
 }
