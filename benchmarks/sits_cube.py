@@ -65,6 +65,16 @@ def _config(root: Path, scenes: int) -> dict:
     })
 
 
+def demo_tile(root: Path, scenes: int):
+    """(config, items, sits settings, tile) of the benchmark's one-tile demo area, written under `root`."""
+    config = _config(root, scenes)
+    print(f"writing the demo tile with {scenes} scenes ...", flush=True)
+    make_demo(settings=typed_settings(config, "bench", "demo"), out_dir=root)
+    items = list(search_items(settings=typed_settings(config, "bench", "search")))
+    settings = typed_settings(config, "bench", "sits")
+    return config, items, settings, tiles_for_area(settings.grid)[0]
+
+
 def _plain_read(items, tile, keys, threads: int = 1) -> None:
     def read(href):
         with rasterio.open(href) as src:
@@ -116,12 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = _config(root, args.scenes)
-        print(f"writing the demo tile with {args.scenes} scenes ...", flush=True)
-        make_demo(settings=typed_settings(config, "bench", "demo"), out_dir=root)
-        items = list(search_items(settings=typed_settings(config, "bench", "search")))
-        settings = typed_settings(config, "bench", "sits")
-        tile = tiles_for_area(settings.grid)[0]
+        config, items, settings, tile = demo_tile(root, args.scenes)
         keys = [*settings.bands, settings.scl_band]
 
         cores = len(os.sched_getaffinity(0))

@@ -28,12 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sits_cube import _config  # noqa: E402  (the same tile and scenes as the local benchmark)
+from sits_cube import demo_tile  # noqa: E402  (the same tile and scenes as the local benchmark)
 
-from cropmap.config import typed_settings  # noqa: E402
-from cropmap.demo import make_demo  # noqa: E402
-from cropmap.grid import tiles_for_area  # noqa: E402
-from cropmap.search import search_items  # noqa: E402
 from cropmap.sits import build_tile_cube  # noqa: E402
 
 
@@ -126,14 +122,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = _config(root, args.scenes)
-        print(f"writing the demo tile with {args.scenes} scenes ...", flush=True)
-        make_demo(settings=typed_settings(config, "bench", "demo"), out_dir=root)
-        items = list(search_items(settings=typed_settings(config, "bench", "search")))
-        settings = typed_settings(config, "bench", "sits")
+        _, items, settings, tile = demo_tile(root, args.scenes)
         if args.read_threads:
             settings = dataclasses.replace(settings, read_threads=args.read_threads)
-        tile = tiles_for_area(settings.grid)[0]
         server = DelayedRangeServer(root)
         try:
             build_tile_cube(items=items, tile=tile, settings=settings)  # imports and GDAL set-up, once per job
