@@ -134,18 +134,22 @@ def main() -> None:
                 build_tile_cube(items=source, tile=tile, settings=settings)
                 return time.perf_counter() - start
 
-            local = statistics.median(seconds(items) for _ in range(args.rounds))
-            print(f"\none 512 x 512 px tile, {len(items)} scenes x {len(settings.bands) + 1} assets, "
-                  f"sits.read_threads {settings.read_threads}; median of {args.rounds} round(s)")
-            print(f"  {'local files':<28}: {local:6.1f} s  1.00x")
-            for delay in args.delays:
-                runs = []
-                for _ in range(args.rounds):
+            # interleaved rounds, ratios within a round: a shared machine's speed drifts by a third
+            rounds = []
+            for k in range(args.rounds):
+                local = seconds(items)
+                measured = []
+                for delay in args.delays:
                     server.reset(delay / 1000)
-                    runs.append((seconds(_served(items, root, server.url, run=len(runs) + 100 * int(delay))),
-                                 server.requests.value, server.sent.value))
-                s, requests, sent = (statistics.median(values) for values in zip(*runs))
-                print(f"  {f'HTTP, {delay:g} ms per request':<28}: {s:6.1f} s  {s / local:4.2f}x  "
+                    s = seconds(_served(items, root, server.url, run=1000 * k + int(delay)))
+                    measured.append((s, s / local, server.requests.value, server.sent.value))
+                rounds.append((local, measured))
+            print(f"\none 512 x 512 px tile, {len(items)} scenes x {len(settings.bands) + 1} assets, "
+                  f"sits.read_threads {settings.read_threads}; median of {args.rounds} interleaved round(s)")
+            print(f"  {'local files':<28}: {statistics.median(r[0] for r in rounds):6.1f} s  1.00x")
+            for d, delay in enumerate(args.delays):
+                s, ratio, requests, sent = (statistics.median(r[1][d][j] for r in rounds) for j in range(4))
+                print(f"  {f'HTTP, {delay:g} ms per request':<28}: {s:6.1f} s  {ratio:4.2f}x  "
                       f"{requests:,.0f} requests, {sent / 1e6:.0f} MB")
             print("  (issue 22: the 50 ms build within 1.5x the local one)")
         finally:

@@ -359,3 +359,13 @@ def test_reads_over_http_overlap_beyond_the_cores_and_give_the_local_cube(area, 
         server.close()
     assert most > 2 * len(os.sched_getaffinity(0)), most
     np.testing.assert_array_equal(remote["reflectance"].values, local["reflectance"].values)
+
+
+def test_remote_assets_get_the_reader_threads_local_ones_the_cores(area, tmp_path):
+    from cropmap.sits import read_threads
+
+    _, items, _ = area
+    served, server = _serve(items[:2], tmp_path, {})
+    server.close()
+    assert read_threads(served, ["B04", "SCL"], 48) == 48
+    assert read_threads(items, ["B04", "SCL"], 48) == len(os.sched_getaffinity(0))
