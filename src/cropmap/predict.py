@@ -8,6 +8,7 @@ Memory is bounded by one batch of windows and one tile.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -61,6 +62,7 @@ def load_model(checkpoint: dict[str, Any], device: torch.device) -> SpatioTempor
     return model.to(device).eval()
 
 
+@functools.cache
 def _glibc():
     import ctypes
     import ctypes.util

@@ -330,7 +330,8 @@ def read_threads(items: Sequence[pystac.Item], asset_keys: Sequence[str], remote
     compete, 17 % slower with two tile jobs on 2 cores)."""
     from cropmap.conventions import available_cores
 
-    hrefs = (item.assets[key].href for item in items for key in asset_keys if key in item.assets)
+    hrefs = (item.assets[key].get_absolute_href() or item.assets[key].href
+             for item in items for key in asset_keys if key in item.assets)
     return remote_threads if any(href.startswith(_REMOTE) for href in hrefs) else available_cores()
 
 
