@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-__all__ = ["atomic_path", "iter_windows", "read_json", "write_cog_from_blocks", "write_geotiff", "write_json"]
+__all__ = ["atomic_path", "copy_as_cog", "iter_windows", "read_json", "write_cog_from_blocks", "write_geotiff", "write_json"]
 
 
 @contextlib.contextmanager
@@ -182,6 +182,19 @@ def _vrt_of_blocks(paths: Sequence[str | os.PathLike], *, grid, band: int, nodat
     )
 
 
+def copy_as_cog(src_path, dst_path, *, overview_resampling: str = "nearest", cache_mb: int = 256) -> None:
+    """GDAL's COG driver streams any raster GDAL reads (a VRT, a tiled GeoTIFF) into a COG with
+    overviews down to `overview_factors`; memory is its block cache (`cache_mb`), not the raster."""
+    with rasterio.open(src_path) as src:
+        height, width = src.height, src.width
+    with rasterio.Env(GDAL_CACHEMAX=cache_mb, GDAL_NUM_THREADS=1):
+        rasterio.shutil.copy(
+            src_path, dst_path, driver="COG", compress="DEFLATE", predictor="YES", blocksize=256,
+            overview_resampling=overview_resampling.upper(),
+            overview_count=len(overview_factors(height, width)), bigtiff="IF_SAFER",
+        )
+
+
 def write_cog_from_blocks(path: str | os.PathLike, block_paths: Sequence[str | os.PathLike], *, grid, band: int,
                           nodata: int = 255, overview_resampling: str = "nearest", tags: dict[str, str] | None = None,
                           description: str | None = None, classes: dict[int, tuple[str, str]] | None = None,
@@ -195,17 +208,11 @@ def write_cog_from_blocks(path: str | os.PathLike, block_paths: Sequence[str | o
     """
     vrt = _vrt_of_blocks(block_paths, grid=grid, band=band, nodata=nodata, tags=tags, description=description,
                          classes=classes)
-    height, width = grid.shape
     with atomic_path(path) as tmp:
         vrt_path = tmp.with_name(tmp.name + ".vrt")
         try:
             vrt_path.write_text(vrt)
-            with rasterio.Env(GDAL_CACHEMAX=cache_mb, GDAL_NUM_THREADS=1):
-                rasterio.shutil.copy(
-                    vrt_path, tmp, driver="COG", compress="DEFLATE", predictor="YES", blocksize=256,
-                    overview_resampling=overview_resampling.upper(),
-                    overview_count=len(overview_factors(height, width)), bigtiff="IF_SAFER",
-                )
+            copy_as_cog(vrt_path, tmp, overview_resampling=overview_resampling, cache_mb=cache_mb)
             aux = tmp.with_name(tmp.name + ".aux.xml")
             if aux.exists():  # renamed first: a kill between the renames leaves a new sidecar, never a stale one
                 os.replace(aux, f"{path}.aux.xml")

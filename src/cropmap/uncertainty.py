@@ -20,7 +20,7 @@ import numpy as np
 import rasterio
 
 from cropmap.conventions import DECISION_THRESHOLD_TAG, NODATA
-from cropmap.io import atomic_path, iter_windows, overview_factors
+from cropmap.io import atomic_path, copy_as_cog, iter_windows
 from cropmap.settings import SuggestSettings
 
 __all__ = ["select_apart", "suggest_points", "uncertainty_percent", "write_uncertainty"]
@@ -53,11 +53,7 @@ def write_uncertainty(*, probability_path, out_path, window: int = 2048) -> None
                     dst.set_band_description(1, "cropland uncertainty (%: 100 at the decision threshold)")
                     dst.update_tags(units="percent", producer="cropmap", measure="margin to the decision threshold",
                                     **{DECISION_THRESHOLD_TAG: f"{threshold:.6g}"})
-                with rasterio.Env(GDAL_CACHEMAX=256):
-                    rasterio.shutil.copy(plain, tmp, driver="COG", compress="DEFLATE", predictor="YES", blocksize=256,
-                                         overview_resampling="AVERAGE",
-                                         overview_count=len(overview_factors(src.height, src.width)),
-                                         bigtiff="IF_SAFER")
+                copy_as_cog(plain, tmp, overview_resampling="average")
             finally:
                 plain.unlink(missing_ok=True)
                 plain.with_name(plain.name + ".aux.xml").unlink(missing_ok=True)
