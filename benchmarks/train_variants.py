@@ -6,7 +6,7 @@ Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, pa
         --variant base '{}' --variant gce '{"train": {"label_loss": "gce"}}' \\
         --variant wide '{"model": {"width": 32}}'  [--configfile my.yaml] [--forest]
 
-Each variant overrides the `model`, `pretrain` and `train` settings the area's run used
+Each variant overrides the `model`, `pretrain`, `train` and `patches` (training patches) settings the area's run used
 (`config.yaml` plus the config files given, as Snakemake merges them); one that changes `pretrain`
 or the encoder's `model` settings is pretrained again, once per area (seed of the config), one
 with `pretrain.from` starts from that checkpoint, the others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them (`cropmap
@@ -74,6 +74,28 @@ def step_settings(config: dict, area: str, step: str, overrides: dict) -> str:
     if "model" in settings:
         settings["model"] = {**settings["model"], **overrides.get("model", {})}
     return json.dumps(settings)
+
+
+def variant_train_patches(config: dict, area: str, name: str, overrides: dict, cubes: dict[str, list[str]],
+                          default: list[str], log: Path) -> list[str]:
+    """The training patch stores of a variant: the area's own, or, when the variant overrides
+    `patches`, stores drawn with those settings under `results/<area>/variants/<variant>/` (once)."""
+    if "patches" not in overrides:
+        return default
+    settings = json.loads(settings_json(config, area, "train_patches"))
+    for key, value in overrides["patches"].items():
+        settings["per_tile" if key == "train_per_tile" else key] = value
+    root = Path("results") / area
+    paths = []
+    for block in cubes:
+        store = root / "variants" / name / "patches" / f"{block}.nc"
+        if not store.exists():
+            store.parent.mkdir(parents=True, exist_ok=True)
+            cpu_seconds(["cropmap", "patches", "--kind", "train", "--settings", json.dumps(settings), "--cubes",
+                         *cubes[block], "--labels", str(root / "labels" / f"{block}.tif"), "--block", block,
+                         "--out", str(store)], log)
+        paths.append(str(store))
+    return paths
 
 
 def scores(config: dict, area: str, predictions: list[Path]) -> dict:
@@ -146,7 +168,7 @@ def main() -> None:
                 # the series skip is added at training time: it needs no pretraining of its own
                 if overrides.get("pretrain", {}).get("from"):  # another area's encoder (pretrain.from)
                     pretrained = Path(overrides["pretrain"]["from"])
-                elif "pretrain" in overrides or set(overrides.get("model", {})) - {"series_skip"}:
+                elif "pretrain" in overrides or set(overrides.get("model", {})) - {"series_skip", "series_hidden"}:
                     if name not in pretrained_of:
                         pretrained = root / "variants" / name / "pretrained.pt"
                         cpu = cpu_seconds(["cropmap", "pretrain", "--settings", step_settings(config, area, "pretrain", overrides),
@@ -161,7 +183,8 @@ def main() -> None:
                 train["seed"] = seed
                 model = out / "model.pt"
                 record["train_cpu_s"] = cpu_seconds(
-                    ["cropmap", "train", "--settings", json.dumps(train), "--patches", *train_patches, "--threads", "2",
+                    ["cropmap", "train", "--settings", json.dumps(train), "--patches",
+                     *variant_train_patches(config, area, name, overrides, cubes, train_patches, log), "--threads", "2",
                      "--pretrained", str(pretrained), "--out", str(model), "--metrics-csv", str(out / "train_metrics.csv"),
                      "--curves-png", str(out / "train_curves.png")], log)
                 predict_cmd = ["cropmap", "predict", "--settings", step_settings(config, area, "predict", overrides),

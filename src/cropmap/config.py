@@ -344,7 +344,7 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
     "train_patches": lambda c, a: {**_patch_settings(area_section(c, a, "patches"), "train_per_tile"),
                                    **{k: area_section(c, a, "patches")[k] for k in ("follow_labelled_share", "crop_share")}},
     # `from` names the train job's input, not a pretraining setting
-    "pretrain": lambda c, a: {"model": {**area_section(c, a, "model"), "series_skip": False},
+    "pretrain": lambda c, a: {"model": {**area_section(c, a, "model"), "series_skip": False, "series_hidden": 0},
                               **_without(area_section(c, a, "pretrain"), "from"), "season_start": a["season"]["start"]},
     "train": lambda c, a: {"model": area_section(c, a, "model"), **_without_gpus(area_section(c, a, "train")),
                            "season_start": a["season"]["start"]},

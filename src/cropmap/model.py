@@ -12,8 +12,8 @@
 - heads: a per pixel-date linear reconstruction of the bands from the temporal features plus the
   attention's spatial context (masked pretraining, which thus trains the attention too) and a
   per-pixel linear classifier (crop / non-crop); with `series_skip`, the classifier's features
-  also get a linear map of the pixel's whole standardised series (added at training time: it is
-  not part of the pretrained encoder).
+  also get a map of the pixel's whole standardised series, linear or a small perceptron
+  (`series_hidden`; added at training time: it is not part of the pretrained encoder).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class ModelConfig:
     # the classifier also reads a linear map of each pixel's whole standardised series (n_dates x
     # in_bands values), which max-pooling over time cannot pass on date by date
     series_skip: bool = False
+    # hidden units of a two-layer perceptron on the series (0: the linear map)
+    series_hidden: int = 0
     n_dates: int = 0
 
     def to_dict(self) -> dict:
@@ -92,7 +94,11 @@ class SpatioTemporalNet(nn.Module):
         if config.series_skip:
             if config.n_dates < 1:
                 raise ValueError("series_skip needs n_dates")
-            self.series = nn.Linear(config.n_dates * config.in_bands, d)
+            inputs = config.n_dates * config.in_bands
+            self.series = (nn.Linear(inputs, d) if not config.series_hidden else
+                           nn.Sequential(nn.Linear(inputs, config.series_hidden), nn.GELU(),
+                                         nn.Linear(config.series_hidden, config.series_hidden), nn.GELU(),
+                                         nn.Linear(config.series_hidden, d)))
 
     def encode(self, x: torch.Tensor, doy: torch.Tensor, mask: torch.Tensor | None = None):
         """x: (B, T, C, H, W) normalised; doy: (B, T); mask: (B, T, H, W) bool of entries to hide.

@@ -78,6 +78,7 @@ class ModelSettings:
     date_encoding: str
     attention_in_reconstruction: bool
     series_skip: bool
+    series_hidden: int
 
 
 @_settings

@@ -239,7 +239,8 @@ def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_pa
     bands = dataset.bands
     mean, std = band_statistics(dataset, seed=settings.seed)
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
-    config = ModelConfig(in_bands=len(bands), **{**dataclasses.asdict(settings.model), "series_skip": False})
+    config = ModelConfig(in_bands=len(bands), **{**dataclasses.asdict(settings.model), "series_skip": False,
+                                                   "series_hidden": 0})
     doy = _dates(dataset, settings, config, device)
     model = SpatioTemporalNet(config).to(device)
     mixed_precision, scaler = autocast(device)
@@ -304,7 +305,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     training, validation = dataset.subset(train_at), dataset.subset(val_at)
     log.info("%d training patches; validation on %d patches of held-out %ss", len(training), len(validation), unit)
     # the series skip is the classifier's, not the encoder's: training decides it
-    skip = {"series_skip": settings.model.series_skip, "n_dates": len(dataset.times) if settings.model.series_skip else 0}
+    skip = {"series_skip": settings.model.series_skip, "series_hidden": settings.model.series_hidden,
+            "n_dates": len(dataset.times) if settings.model.series_skip else 0}
     if pretrained is not None:
         check_pretrained_fits(pretrained, bands=bands, model=settings.model)
         mean, std = pretrained["band_mean"].numpy(), pretrained["band_std"].numpy()
