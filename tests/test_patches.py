@@ -232,7 +232,7 @@ def test_training_needs_only_the_patch_stores(block_files, tmp_path):
     for path in [*copies, labels]:
         (tmp_path / path).unlink()
     model = ModelSettings(width=8, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
-                          attention_in_reconstruction=True, series_skip=False)
+                          attention_in_reconstruction=True, series_skip=False, series_hidden=0)
     pretrain(stores=[PatchStore.open(tmp_path / "pretrain.nc")],
              settings=PretrainSettings(model=model, steps=2, batch_size=2, patch_size=16, mask_ratio=0.4,
                                        ndvi_threshold=0.2, learning_rate=1e-3, seed=0, observed_only=True,
@@ -244,7 +244,7 @@ def test_training_needs_only_the_patch_stores(block_files, tmp_path):
                                           validation_fraction=0.5, eval_every=1, patience=5, use_pretrained=True,
                                           similarity_pairs=64, calibration="threshold", head_init="probe",
                                           season_start="2023-03-01", label_loss="cross_entropy", gce_q=0.7,
-                                          lr_schedule="constant"),
+                                          lr_schedule="constant", weight_averaging=0.0),
                    pretrained=None, out_path=tmp_path / "m.pt", metrics_csv=tmp_path / "m.csv",
                    curves_png=tmp_path / "m.png", workers=1)
     assert (tmp_path / "p.pt").stat().st_size and (tmp_path / "m.pt").stat().st_size

@@ -11,13 +11,13 @@ from cropmap.training import load_checkpoint, pretrain, train
 
 BANDS = ["B02", "B03", "B04", "B08"]
 MODEL = ModelSettings(width=8, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
-                      attention_in_reconstruction=True, series_skip=False)
+                      attention_in_reconstruction=True, series_skip=False, series_hidden=0)
 SETTINGS = TrainSettings(
     model=MODEL, steps=4, batch_size=2, patch_size=16, learning_rate=1e-3, seed=0,
     similarity_weight=0.5, similarity_sigma=0.5, aggregation_weight=0.5,
     validation_fraction=0.25, eval_every=2, patience=3, use_pretrained=True, similarity_pairs=256,
     calibration="threshold", head_init="probe", season_start="2023-03-01", label_loss="cross_entropy", gce_q=0.7,
-    lr_schedule="constant",
+    lr_schedule="constant", weight_averaging=0.0,
 )
 PRETRAIN = PretrainSettings(model=MODEL, steps=150, batch_size=2, patch_size=16, mask_ratio=0.4,
                             ndvi_threshold=0.2, learning_rate=3e-3, seed=0, observed_only=True, season_start="2023-03-01")
@@ -176,7 +176,7 @@ def test_a_pretrained_checkpoint_that_does_not_fit_is_refused_in_one_line():
     from cropmap.training import check_pretrained_fits
 
     model = ModelSettings(width=16, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
-                          attention_in_reconstruction=True, series_skip=False)
+                          attention_in_reconstruction=True, series_skip=False, series_hidden=0)
     fits = {"bands": ["B02", "B03"], "model_config": {"width": 16, "heads": 2, "temporal_layers": 1,
                                                       "attention_pool": 4, "date_encoding": "season"}}
     check_pretrained_fits(fits, bands=["B02", "B03"], model=model)

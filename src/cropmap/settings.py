@@ -186,6 +186,7 @@ class TrainSettings:
     label_loss: str
     gce_q: float
     lr_schedule: str
+    weight_averaging: float
     aggregation_weight: float
     validation_fraction: float
     eval_every: int

@@ -193,6 +193,33 @@ def _loader(dataset: PatchDataset, *, batch_size: int, draws: int, seed: int, wo
                       pin_memory=device.type == "cuda")
 
 
+class _WeightAverage:
+    """An exponential moving average of a model's weights (Polyak averaging): with weak labels and a
+    few patches per batch, the weights of any single step carry that step's noise; their average
+    over the last ~1 / (1 - decay) steps does not. Its decay ramps up as (1 + n) / (10 + n) over the
+    first steps, so the average does not keep the random start. `model` is what to validate and
+    save: the average, or the trained model itself when `decay` is 0."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        import copy
+
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model) if decay > 0 else model
+        self._trained = model
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if self.model is self._trained:
+            return
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for averaged, current in zip(self.model.state_dict().values(), self._trained.state_dict().values()):
+            if averaged.dtype.is_floating_point:
+                averaged.lerp_(current, 1 - decay)
+            else:
+                averaged.copy_(current)
+
+
 class _Optimiser:
     """Adam with gradient clipping at 5, through the GradScaler mixed precision needs (fp16 only;
     a disabled scaler passes everything through)."""
@@ -328,6 +355,7 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
         probe_loss = fit_head(model, probe_batches, mean=mean_t, std=std_t, doy=doy, device=device, rng=rng)
     mixed_precision, scaler = autocast(device)
     opt = _Optimiser(model, settings.learning_rate, scaler)
+    average = _WeightAverage(model, settings.weight_averaging)
     counts = training.class_pixels()
     class_weight = torch.tensor(counts.sum() / (2 * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     if not len(validation):
@@ -364,13 +392,15 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
         _check_finite(loss, step, "train", f"best so far at step {best['step']}" if best["state"] else None)
         opt.set_learning_rate(settings.learning_rate * learning_rate_factor(step, settings.steps, settings.lr_schedule))
         opt.step(loss)
+        average.update()
         row = {"step": step, "loss": loss.item(), "cross_entropy": ce.item(), "similarity": sim.item(),
                "aggregation": agg.item(), "val_f1": "", "seconds": round(time.time() - start, 2)}
         if step % settings.eval_every == 0 or step == settings.steps:
-            f1 = _validate(model, val_items, mean_t, std_t, doy, device)
+            f1 = _validate(average.model, val_items, mean_t, std_t, doy, device)
             row["val_f1"] = f1
             if f1 > best["f1"]:
-                best = {"f1": f1, "step": step, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                best = {"f1": f1, "step": step,
+                        "state": {k: v.detach().clone() for k, v in average.model.state_dict().items()}}
                 since_best = 0
             else:
                 since_best += 1
