@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -79,19 +80,21 @@ def step_settings(config: dict, area: str, step: str, overrides: dict) -> str:
 def variant_train_patches(config: dict, area: str, name: str, overrides: dict, cubes: dict[str, list[str]],
                           default: list[str], log: Path) -> list[str]:
     """The training patch stores of a variant: the area's own, or, when the variant overrides
-    `patches`, stores drawn with those settings under `results/<area>/variants/<variant>/` (once)."""
+    `patches`, stores drawn with those settings under `results/<area>/variants/patches-<hash>/` (once for
+    every variant that draws them alike)."""
     if "patches" not in overrides:
         return default
     settings = json.loads(settings_json(config, area, "train_patches"))
     for key, value in overrides["patches"].items():
         settings["per_tile" if key == "train_per_tile" else key] = value
+    text = json.dumps(settings, sort_keys=True)
     root = Path("results") / area
     paths = []
     for block in cubes:
-        store = root / "variants" / name / "patches" / f"{block}.nc"
+        store = root / "variants" / f"patches-{zlib.crc32(text.encode()):08x}" / f"{block}.nc"
         if not store.exists():
             store.parent.mkdir(parents=True, exist_ok=True)
-            cpu_seconds(["cropmap", "patches", "--kind", "train", "--settings", json.dumps(settings), "--cubes",
+            cpu_seconds(["cropmap", "patches", "--kind", "train", "--settings", text, "--cubes",
                          *cubes[block], "--labels", str(root / "labels" / f"{block}.tif"), "--block", block,
                          "--out", str(store)], log)
         paths.append(str(store))
