@@ -91,10 +91,13 @@ def block_cubes(wildcards):
 
 
 def patch_inputs(wildcards):
-    """A block's cubes and, for training patches, its labels."""
+    """A block's cubes and, for training patches, its labels and the area's labels of one's own."""
     inputs = {"cubes": block_cubes(wildcards)}
     if wildcards.kind == "train":
         inputs["labels"] = f"results/{wildcards.area}/labels/{wildcards.block}.tif"
+        own = config["areas"][wildcards.area].get("labels")
+        if own:
+            inputs["own_labels"] = own["path"]
     return inputs
 
 

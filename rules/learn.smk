@@ -6,6 +6,7 @@ rule patches:
     params:
         settings=lambda wildcards: settings_json(config, wildcards.area, f"{wildcards.kind}_patches"),
         labels=lambda wildcards, input: f"--labels {input.labels}" if wildcards.kind == "train" else "",
+        own_labels=lambda wildcards, input: f"--own-labels {input.own_labels}" if "own_labels" in input.keys() else "",
     resources:
         mem_mb=3000,
     log:
@@ -16,7 +17,7 @@ rule patches:
         "../envs/geo.yaml"
     shell:
         "cropmap patches --kind {wildcards.kind} --settings {params.settings:q} --cubes {input.cubes} "
-        "{params.labels} --block {wildcards.block} --out {output} > {log} 2>&1"
+        "{params.labels} {params.own_labels} --block {wildcards.block} --out {output} > {log} 2>&1"
 
 
 rule pretrain:

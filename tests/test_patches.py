@@ -20,7 +20,8 @@ from cropmap.settings import (ModelSettings, PretrainPatchSettings, PretrainSett
 BANDS = ["B02", "B03", "B04", "B08"]
 TIMES = np.array(["2023-04-05", "2023-05-05", "2023-06-04", "2023-07-04", "2023-08-03"], "datetime64[ns]")
 PRETRAIN = PretrainPatchSettings(size=16, per_tile=12, seed=0)
-TRAIN = TrainPatchSettings(size=16, per_tile=20, seed=0, follow_labelled_share=False, crop_share=0.25)
+TRAIN = TrainPatchSettings(size=16, per_tile=20, seed=0, follow_labelled_share=False, crop_share=0.25,
+                           own_holdout=0.0)
 
 
 @settings(max_examples=50, deadline=None)
@@ -244,8 +245,65 @@ def test_training_needs_only_the_patch_stores(block_files, tmp_path):
                                           validation_fraction=0.5, eval_every=1, patience=5, use_pretrained=True,
                                           similarity_pairs=64, calibration="threshold", head_init="probe",
                                           season_start="2023-03-01", label_loss="cross_entropy", gce_q=0.7,
-                                          lr_schedule="constant", weight_averaging=0.0),
+                                          lr_schedule="constant", weight_averaging=0.0, own_label_weight=1.0),
                    pretrained=None, out_path=tmp_path / "m.pt", metrics_csv=tmp_path / "m.csv",
                    curves_png=tmp_path / "m.png", workers=1)
     assert (tmp_path / "p.pt").stat().st_size and (tmp_path / "m.pt").stat().st_size
     assert result["validation_unit"] == "tile" and result["steps_run"] == 2
+
+
+def _own_labels_csv(path, points, tiles):
+    """A CSV of one's own labels at (tile index, row, col, class) pixel centres, in lon / lat."""
+    from pyproj import Transformer
+
+    to_lonlat = Transformer.from_crs(tiles[0].crs, "EPSG:4326", always_xy=True)
+    with open(path, "w") as f:
+        f.write("id,lon,lat,class\n")
+        for k, (t, r, c, cls) in enumerate(points):
+            left, _, _, top = tiles[t].bounds
+            lon, lat = to_lonlat.transform(left + 10 * (c + 0.5), top - 10 * (r + 0.5))
+            f.write(f"{k},{lon},{lat},{cls}\n")
+    return path
+
+
+def test_own_labels_win_over_the_consensus_and_the_held_out_ones_never_train(block_files, tmp_path):
+    """Labels of one's own replace the consensus where they lie (also where it has none), each gets a
+    patch of its own, and the held-out ones are only in `check`, unlabelled for training."""
+    import dataclasses
+
+    import netCDF4
+
+    from cropmap.own_labels import read_own_labels
+
+    root, cubes, tiles = block_files
+    # non-crop on the consensus' crop rows, crop where it says non-crop, crop where it has no label
+    points = [(0, 2, 3, 0), (0, 5, 20, 0), (0, 20, 4, 1), (0, 25, 25, 1), (1, 3, 4, 0), (1, 20, 10, 1),
+              (0, 14, 14, 1), (1, 12, 2, 0), (0, 28, 8, 1), (0, 6, 28, 0)]
+    csv_path = _own_labels_csv(tmp_path / "own.csv", points, tiles)
+    settings = dataclasses.replace(TRAIN, own_holdout=0.3)
+    counts = write_block_patches(kind="train", cube_paths=cubes, label_paths=[str(root / "labels.tif")],
+                                 block="bx0001y0002", settings=settings, out_path=tmp_path / "train.nc",
+                                 own_labels_path=str(csv_path))
+    held = read_own_labels(csv_path, crs=tiles[0].crs, holdout=0.3, seed=settings.seed).held_out
+    assert 0 < held.sum() < len(points)
+    assert sum(counts.values()) == 40 + len(points)  # the consensus' patches, then one per label of one's own
+    with netCDF4.Dataset(tmp_path / "train.nc") as ds:
+        ds.set_auto_mask(False)
+        rows, cols, tile_of = ds["row"][:], ds["col"][:], list(ds["tile"][:])
+        labels, own, check = ds["labels"][:], ds["own"][:], ds["check"][:]
+    seen = set()
+    for k in range(len(rows)):
+        t = [tile.id for tile in tiles].index(tile_of[k])
+        for p, (pt, r, c, cls) in enumerate(points):
+            if pt != t or not (rows[k] <= r < rows[k] + 16 and cols[k] <= c < cols[k] + 16):
+                continue
+            rr, cc = r - rows[k], c - cols[k]
+            seen.add(p)
+            if held[p]:
+                assert labels[k, rr, cc] == 255 and check[k, rr, cc] == cls and own[k, rr, cc] == 0
+            else:
+                assert labels[k, rr, cc] == cls and own[k, rr, cc] == 1 and check[k, rr, cc] == 255
+    assert seen == set(range(len(points)))
+    store = PatchStore.open(tmp_path / "train.nc")
+    assert store.check_pixels.sum() >= held.sum()
+    assert len(PatchDataset([store]).with_check()) >= held.sum()

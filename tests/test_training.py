@@ -17,15 +17,15 @@ SETTINGS = TrainSettings(
     similarity_weight=0.5, similarity_sigma=0.5, aggregation_weight=0.5,
     validation_fraction=0.25, eval_every=2, patience=3, use_pretrained=True, similarity_pairs=256,
     calibration="threshold", head_init="probe", season_start="2023-03-01", label_loss="cross_entropy", gce_q=0.7,
-    lr_schedule="constant", weight_averaging=0.0,
+    lr_schedule="constant", weight_averaging=0.0, own_label_weight=1.0,
 )
 PRETRAIN = PretrainSettings(model=MODEL, steps=150, batch_size=2, patch_size=16, mask_ratio=0.4,
                             ndvi_threshold=0.2, learning_rate=3e-3, seed=0, observed_only=True, season_start="2023-03-01")
 
 
-def synthetic_store(path, *, kind="train", labels_value=None, seed=0) -> PatchStore:
+def synthetic_store(path, *, kind="train", labels_value=None, seed=0, check=None) -> PatchStore:
     """Nine 16 px patches of a 48 px tile of two fields with different seasonal curves (int16
-    reflectance * 10000), as one block's patch store."""
+    reflectance * 10000), as one block's patch store; `check` (48, 48): held-out labels of one's own."""
     rng = np.random.default_rng(seed)
     t, h, w = 6, 48, 48
     crop = np.zeros((h, w), bool)
@@ -41,7 +41,7 @@ def synthetic_store(path, *, kind="train", labels_value=None, seed=0) -> PatchSt
     rows, cols = (a.ravel() for a in np.meshgrid([0, 16, 32], [0, 16, 32], indexing="ij"))
     with PatchWriter(path, kind=kind, times=times, bands=BANDS, size=16, block=f"b{seed}") as writer:
         writer.add(tile=f"t{seed}", reflectance=(refl * 10000).astype(np.int16), observed=np.ones((t, h, w), bool),
-                   labels=labels if kind == "train" else None, rows=rows, cols=cols)
+                   labels=labels if kind == "train" else None, rows=rows, cols=cols, check=check)
     return PatchStore.open(path)
 
 
@@ -131,7 +131,8 @@ def demo_tile(tmp_path_factory):
     for kind in ("pretrain", "train"):
         write_block_patches(kind=kind, cube_paths=[str(root / "cube.nc")], label_paths=[str(root / "labels.tif")],
                             block=block_id, settings=TrainPatchSettings(size=32, per_tile=48, seed=0, crop_share=0.5,
-                                                                  follow_labelled_share=False), out_path=root / f"{kind}.nc")
+                                                                  follow_labelled_share=False, own_holdout=0.0),
+                            out_path=root / f"{kind}.nc")
         stores[kind] = [PatchStore.open(root / f"{kind}.nc")]
     return stores
 
@@ -187,3 +188,29 @@ def test_a_pretrained_checkpoint_that_does_not_fit_is_refused_in_one_line():
     assert "\n" not in message
     assert "width 32 (model.width: 16)" in message and "date_encoding day_of_year" in message
     assert "bands ['B02', 'B03'] (the area's: ['B02', 'B04'])" in message
+
+
+def test_held_out_labels_of_ones_own_choose_the_checkpoint(tmp_path):
+    """With held-out labels of one's own in the stores, they are the validation: no consensus tile is
+    held out, and the selection F1 is theirs. Here all four say non-crop, so the crop F1 on them is
+    0 whatever the model predicts (on the consensus' held-out pixels it would be above 0.9)."""
+    check = np.full((48, 48), 255, np.uint8)
+    check[5, 5] = check[40, 40] = check[5, 40] = check[40, 30] = 0
+    stores = [synthetic_store(tmp_path / "a.nc", check=check), synthetic_store(tmp_path / "b.nc", seed=1)]
+    settings = dataclasses.replace(SETTINGS, steps=20, eval_every=10, patience=10)
+    result = train(stores=stores, settings=settings, pretrained=None, out_path=tmp_path / "m.pt",
+                   metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
+    assert result["validation_unit"] == "own label" and result["training_patches"] == 18
+    assert result["val_f1"] == 0.0
+
+
+def test_a_pixel_of_ones_own_weighs_more():
+    from cropmap.training import label_loss
+
+    logits = torch.tensor([[[[2.0, -1.0]], [[-2.0, 1.0]]]])  # (1, 2, 1, 2): pixel 0 says non-crop, pixel 1 crop
+    labels = torch.tensor([[[1, 1]]])  # both crop: pixel 0 is wrong, pixel 1 right
+    weight = torch.ones(2)
+    plain = label_loss(logits, labels, class_weight=weight)
+    mine = label_loss(logits, labels, class_weight=weight, pixel_weight=torch.tensor([[[5.0, 1.0]]]))
+    assert torch.isclose(plain, label_loss(logits, labels, class_weight=weight, pixel_weight=torch.ones(1, 1, 2)))
+    assert mine > plain  # the wrong pixel counts five times

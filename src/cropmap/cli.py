@@ -87,7 +87,8 @@ def cmd_patches(args) -> None:
     from cropmap.patches import write_block_patches
 
     written = write_block_patches(kind=args.kind, cube_paths=args.cubes, label_paths=args.labels, block=args.block,
-                                  settings=_settings(args, f"{args.kind}_patches"), out_path=args.out)
+                                  settings=_settings(args, f"{args.kind}_patches"), out_path=args.out,
+                                  own_labels_path=args.own_labels)
     print(f"block {args.block}: {sum(written.values())} {args.kind} patches from {len(written)} tiles -> {args.out}")
 
 
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["pretrain", "train"], required=True)
     p.add_argument("--cubes", nargs="+", required=True, help="the block's tile cubes")
     p.add_argument("--labels", nargs="+", help="the block's label file (training patches)")
+    p.add_argument("--own-labels", help="labels of one's own (CSV or vector file, `cropmap.own_labels`; training patches)")
     p.add_argument("--block", required=True)
     p.add_argument("--out", required=True)
     p = add("pretrain", cmd_pretrain, "self-supervised masked pretraining")

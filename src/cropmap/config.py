@@ -163,6 +163,8 @@ def _config_paths(config: dict[str, Any]):
                 yield f"{key}.glc.{product_name}.stac.catalog", product["stac"]["catalog"]
         if area.get("reference"):
             yield f"{key}.reference.path", area["reference"]["path"]
+        if area.get("labels"):
+            yield f"{key}.labels.path", area["labels"]["path"]
     if config["assess"].get("labelled_sample"):
         yield "assess.labelled_sample", config["assess"]["labelled_sample"]
 
@@ -215,6 +217,8 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
                 f"{key}.glc.{product_name}.type: unknown product {product['type']!r} "
                 f"(expected one of: {', '.join(sorted(PRODUCTS))}, or give crop_classes)"
             )
+    if area.get("labels"):
+        _check_own_labels_are_not_the_assessment(name, area["labels"]["path"], config)
     window, overlap = config["predict"]["window"], config["predict"]["overlap"]
     patch_size = area_section(config, area, "patches")["size"]
     if area["tile_size"] < patch_size:
@@ -233,6 +237,21 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
             aoi_geometry(area["aoi"])
         except ConfigError as err:
             raise ConfigError(f"{key}.{err}") from None
+
+
+def _check_own_labels_are_not_the_assessment(name: str, path: str, config: dict[str, Any]) -> None:
+    """A labelled assessment sample must never also train the map it assesses."""
+    own = os.path.realpath(path)
+    samples = [os.path.realpath(f"results/{area}/assessment/sample{suffix}")
+               for area in config["areas"] for suffix in (".csv", ".gpkg", "_labelled.csv")]
+    if config["assess"].get("labelled_sample"):
+        samples.append(os.path.realpath(config["assess"]["labelled_sample"]))
+    if own in samples:
+        raise ConfigError(
+            f"areas.{name}.labels.path: {path!r} is the accuracy assessment's sample; a sample that trains the "
+            "map cannot assess it without bias. Label other points (e.g. assessment/suggested.csv) for training, "
+            "or split the sample into two files and say which one trains"
+        )
 
 
 # sections an area may override for itself (`areas.<name>.train: {steps: 150}`): the rest of the
@@ -342,12 +361,14 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
                             "consensus": c["consensus"]},
     "pretrain_patches": lambda c, a: _patch_settings(area_section(c, a, "patches"), "pretrain_per_tile"),
     "train_patches": lambda c, a: {**_patch_settings(area_section(c, a, "patches"), "train_per_tile"),
-                                   **{k: area_section(c, a, "patches")[k] for k in ("follow_labelled_share", "crop_share")}},
+                                   **{k: area_section(c, a, "patches")[k] for k in ("follow_labelled_share", "crop_share")},
+                                   "own_holdout": a["labels"]["holdout"] if a.get("labels") else 0.0},
     # `from` names the train job's input, not a pretraining setting
     "pretrain": lambda c, a: {"model": {**area_section(c, a, "model"), "series_skip": False, "series_hidden": 0},
                               **_without(area_section(c, a, "pretrain"), "from"), "season_start": a["season"]["start"]},
     "train": lambda c, a: {"model": area_section(c, a, "model"), **_without_gpus(area_section(c, a, "train")),
-                           "season_start": a["season"]["start"]},
+                           "season_start": a["season"]["start"],
+                           "own_label_weight": float(a["labels"]["weight"]) if a.get("labels") else 1.0},
     "predict": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"], "season_start": a["season"]["start"],
                              **_without_gpus(c["predict"])},
     "mosaic": lambda c, a: {"grid": _grid(a), **_without_gpus(c["predict"])},

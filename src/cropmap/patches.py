@@ -28,6 +28,7 @@ import numpy as np
 from cropmap.conventions import CROP, NODATA, NONCROP, REFLECTANCE_FILL
 from cropmap.errors import DataError
 from cropmap.io import atomic_path
+from cropmap.own_labels import OwnLabels, rasterize_own_labels, read_own_labels
 from cropmap.settings import PretrainPatchSettings, TrainPatchSettings
 
 log = logging.getLogger(__name__)
@@ -124,16 +125,21 @@ class PatchWriter:
         if kind == TRAIN:
             ds.createVariable("labels", "u1", ("patch", "y", "x"), zlib=True, complevel=1,
                               chunksizes=(1, size, size)).long_name = "consensus label: 1 crop, 0 non-crop, 255 none"
-            for name in ("crop_pixels", "noncrop_pixels"):
+            ds.createVariable("own", "u1", ("patch", "y", "x"), zlib=True, complevel=1,
+                              chunksizes=(1, size, size)).long_name = "1 where the label is one's own, not the consensus"
+            ds.createVariable("check", "u1", ("patch", "y", "x"), zlib=True, complevel=1, chunksizes=(1, size, size)
+                              ).long_name = "held-out label of one's own (validation only): 1 crop, 0 non-crop, 255 none"
+            for name in ("crop_pixels", "noncrop_pixels", "check_pixels"):
                 ds.createVariable(name, "i4", ("patch",))
         ds.createVariable("tile", str, ("patch",))
         for name in ("row", "col"):
             ds.createVariable(name, "i4", ("patch",)).long_name = f"{name} of the patch's top-left pixel in its tile"
 
     def add(self, *, tile: str, reflectance: np.ndarray, observed: np.ndarray, labels: np.ndarray | None,
-            rows: np.ndarray, cols: np.ndarray) -> None:
+            rows: np.ndarray, cols: np.ndarray, own: np.ndarray | None = None, check: np.ndarray | None = None) -> None:
         """Append the `size` px windows at top-left corners (rows, cols) of one tile's arrays:
-        reflectance (T, C, H, W) int16, observed (T, H, W) bool, labels (H, W) uint8 for training."""
+        reflectance (T, C, H, W) int16, observed (T, H, W) bool, labels (H, W) uint8 for training,
+        with `own` (H, W) bool where they are one's own and `check` (H, W) uint8 the held-out ones."""
         if (labels is None) != (self.kind == PRETRAIN):
             raise ValueError("training patches need labels, pretraining patches take none")
         ds, size = self._ds, self.size
@@ -149,6 +155,10 @@ class PatchWriter:
                 ds["labels"][i] = patch_labels
                 ds["crop_pixels"][i] = int(np.sum(patch_labels == CROP))
                 ds["noncrop_pixels"][i] = int(np.sum(patch_labels == NONCROP))
+                ds["own"][i] = np.zeros((size, size), np.uint8) if own is None else own[window].astype(np.uint8)
+                patch_check = np.full((size, size), NODATA, np.uint8) if check is None else check[window]
+                ds["check"][i] = patch_check
+                ds["check_pixels"][i] = int(np.sum(patch_check != NODATA))
         ds["row"][start:start + len(rows)] = np.asarray(rows, np.int32)
         ds["col"][start:start + len(cols)] = np.asarray(cols, np.int32)
 
@@ -163,10 +173,13 @@ class PatchWriter:
 
 
 def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Sequence[str] | None, block: str,
-                        settings: PretrainPatchSettings | TrainPatchSettings, out_path) -> dict[str, int]:
+                        settings: PretrainPatchSettings | TrainPatchSettings, out_path,
+                        own_labels_path: str | None = None) -> dict[str, int]:
     """Draw the patches of one block's tiles and write them to the block's store; returns patches per tile.
 
-    settings: `TrainPatchSettings` for training patches.
+    settings: `TrainPatchSettings` for training patches. `own_labels_path`: one's own labels
+    (`cropmap.own_labels`), which replace the consensus where they lie, each (up to `per_tile` a
+    tile) with a patch of its own; the held-out ones go to the store's `check` only.
     Memory: one tile cube at a time.
     """
     from cropmap.labels import read_window
@@ -178,6 +191,7 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
         raise DataError(f"block {block}: no cube given")
     size = settings.size
     written: dict[str, int] = {}
+    own = own_px = check = None
     with atomic_path(out_path) as tmp:
         writer = None
         try:
@@ -199,17 +213,48 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
                     count = tile_patch_count(settings.per_tile, float(np.mean(labels != NODATA)),
                                              follow_share=settings.follow_labelled_share)
                     rows, cols, _ = draw_labelled_centres(labels, count, rng, crop_share=settings.crop_share)
+                    if own_labels_path:
+                        if own is None:
+                            own = read_own_labels(own_labels_path, crs=cube["spatial_ref"].attrs["crs_wkt"],
+                                                  holdout=settings.own_holdout, seed=settings.seed)
+                        labels, own_px, check, own_rows, own_cols = _with_own_labels(cube, labels, own, settings.per_tile,
+                                                                                     observed_px, rng)
+                        rows, cols = np.concatenate([rows, own_rows]), np.concatenate([cols, own_cols])
                 if writer is None:
                     writer = PatchWriter(tmp, kind=kind, times=cube["time"].values, size=size, block=block,
                                          bands=[str(b) for b in cube["band"].values])
                 r0, c0 = patch_origins(rows, cols, size=size, shape=observed_px.shape)
                 writer.add(tile=tile_id, reflectance=cube["reflectance"].values,
-                           observed=cube["clear_count"].values > 0, labels=labels, rows=r0, cols=c0)
+                           observed=cube["clear_count"].values > 0, labels=labels, rows=r0, cols=c0,
+                           own=own_px, check=check)
                 written[tile_id] = len(r0)
         finally:
             if writer is not None:
                 writer.close()
     return written
+
+
+def _with_own_labels(cube, labels: np.ndarray, own: OwnLabels, per_tile: int, observed: np.ndarray,
+                     rng: np.random.Generator):
+    """A tile's training labels with one's own in place of the consensus (held-out ones unlabelled),
+    where its own labels lie, its held-out ones, and the centres of the patches drawn on them: every
+    labelled pixel of one's own, up to `per_tile` of each kind, drawn at random beyond that."""
+    from affine import Affine
+
+    xs, ys = cube["x"].values, cube["y"].values
+    res_x, res_y = float(xs[1] - xs[0]), float(ys[1] - ys[0])
+    transform = Affine(res_x, 0, float(xs[0]) - res_x / 2, 0, res_y, float(ys[0]) - res_y / 2)
+    train_px, check = rasterize_own_labels(own, transform=transform, shape=labels.shape)
+    train_px = np.where(observed, train_px, NODATA)
+    check = np.where(observed, check, NODATA).astype(np.uint8)
+    merged = np.where(train_px != NODATA, train_px, labels)
+    merged[check != NODATA] = NODATA  # a held-out label never trains, whatever the consensus says there
+    centres = []
+    for raster in (train_px, check):
+        flat = np.flatnonzero(raster != NODATA)
+        centres.append(rng.choice(flat, size=min(per_tile, flat.size), replace=False) if flat.size else flat)
+    rows, cols = np.unravel_index(np.concatenate(centres).astype(np.intp), labels.shape)
+    return merged.astype(np.uint8), train_px != NODATA, check, rows, cols
 
 
 def _bounds(cube) -> tuple[float, float, float, float]:
@@ -233,6 +278,7 @@ class PatchStore:
     bands: tuple[str, ...]
     tiles: np.ndarray  # (n,) tile id of each patch
     class_pixels: np.ndarray | None  # (n, 2) non-crop, crop labelled pixels of each training patch
+    check_pixels: np.ndarray | None = None  # (n,) held-out labels of one's own in each training patch
 
     @classmethod
     def open(cls, path) -> PatchStore:
@@ -244,12 +290,15 @@ class PatchStore:
             raise DataError(f"cannot read the patch store {path}: {err}") from None
         with ds:
             times = np.asarray(ds["time"][:], np.int64).astype("datetime64[D]")
-            class_pixels = None
+            class_pixels = check_pixels = None
             if "labels" in ds.variables:
                 class_pixels = np.stack([np.asarray(ds["noncrop_pixels"][:]), np.asarray(ds["crop_pixels"][:])], axis=1)
+                check_pixels = (np.asarray(ds["check_pixels"][:]) if "check_pixels" in ds.variables
+                                else np.zeros(len(class_pixels), np.int64))
             return cls(path=str(path), kind=ds.getncattr("kind"), block=ds.getncattr("block"),
                        size=int(ds.getncattr("patch_size")), times=times, bands=tuple(ds["band"][:]),
-                       tiles=np.asarray(ds["tile"][:], dtype=object), class_pixels=class_pixels)
+                       tiles=np.asarray(ds["tile"][:], dtype=object), class_pixels=class_pixels,
+                       check_pixels=check_pixels)
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -261,7 +310,9 @@ class PatchDataset:
     An index is (patch number, row offset, column offset): the patch's `crop` x `crop` window at that
     offset (see `BudgetSampler`); a plain int takes the centred window. Each item is a dict of numpy
     arrays: `reflectance` (T, C, crop, crop) int16, `observed` (T, crop, crop) bool and, for
-    training stores, `labels` (crop, crop) int64. A store is opened for each patch read.
+    training stores, `labels` (crop, crop) int64, `own` (crop, crop) bool where the label is one's
+    own and `check` (crop, crop) int64, the held-out labels of one's own. A store is opened for each
+    patch read.
     """
 
     def __init__(self, stores: Sequence[PatchStore], *, crop: int | None = None, patches: np.ndarray | None = None):
@@ -307,6 +358,10 @@ class PatchDataset:
     def block_of(self, position: int) -> str:
         return self.stores[self.patches[position][0]].block
 
+    def with_check(self) -> np.ndarray:
+        """Positions of the patches that hold held-out labels of one's own."""
+        return np.flatnonzero([self.stores[s].check_pixels[i] > 0 for s, i in self.patches])
+
     def class_pixels(self) -> np.ndarray:
         """(2,) labelled non-crop and crop pixels of all patches (full stored windows)."""
         counts = np.zeros(2, np.int64)
@@ -333,6 +388,11 @@ class PatchDataset:
                     "observed": np.asarray(ds["observed"][i][(..., *window)]).astype(bool)}
             if "labels" in ds.variables:
                 item["labels"] = np.asarray(ds["labels"][i][window]).astype(np.int64)
+                # stores written before one's own labels existed hold none
+                item["own"] = (np.asarray(ds["own"][i][window]).astype(bool) if "own" in ds.variables
+                               else np.zeros(item["labels"].shape, bool))
+                item["check"] = (np.asarray(ds["check"][i][window]).astype(np.int64) if "check" in ds.variables
+                                 else np.full(item["labels"].shape, NODATA, np.int64))
         return item
 
 

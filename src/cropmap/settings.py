@@ -155,6 +155,7 @@ class PretrainPatchSettings:
 class TrainPatchSettings(PretrainPatchSettings):
     follow_labelled_share: bool
     crop_share: float | None
+    own_holdout: float  # share of one's own labels held out (`cropmap.own_labels`)
 
 
 @_settings
@@ -187,6 +188,7 @@ class TrainSettings:
     gce_q: float
     lr_schedule: str
     weight_averaging: float
+    own_label_weight: float
     aggregation_weight: float
     validation_fraction: float
     eval_every: int

@@ -117,17 +117,24 @@ def spatial_aggregation_loss(prob: torch.Tensor, *, kernel: int = 5) -> torch.Te
 
 
 def label_loss(logits: torch.Tensor, labels: torch.Tensor, *, class_weight: torch.Tensor, kind: str = "cross_entropy",
-               q: float = 0.7) -> torch.Tensor:
+               q: float = 0.7, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Class-weighted loss on the labelled pixels (labels != 255) of logits (B, K, H, W):
     cross-entropy, or the generalised cross-entropy (1 - p_y^q) / q (Zhang and Sabuncu 2018), whose
-    cost of a confidently wrong label is bounded by 1 / q instead of growing without limit."""
-    if kind == "cross_entropy":
+    cost of a confidently wrong label is bounded by 1 / q instead of growing without limit.
+    `pixel_weight` (B, H, W) weighs pixels on top of their class (labels of one's own)."""
+    if kind == "cross_entropy" and pixel_weight is None:
         return F.cross_entropy(logits, labels, weight=class_weight, ignore_index=NODATA)
     labelled = labels != NODATA
     target = labels.clamp_max(logits.shape[1] - 1)
-    p_y = logits.softmax(dim=1).gather(1, target[:, None])[:, 0]
     weight = class_weight[target] * labelled
-    return (((1 - p_y.clamp_min(1e-6) ** q) / q) * weight).sum() / weight.sum().clamp_min(1e-6)
+    if pixel_weight is not None:
+        weight = weight * pixel_weight
+    if kind == "cross_entropy":
+        loss = F.cross_entropy(logits, target, reduction="none")
+    else:
+        p_y = logits.softmax(dim=1).gather(1, target[:, None])[:, 0]
+        loss = (1 - p_y.clamp_min(1e-6) ** q) / q
+    return (loss * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
 def learning_rate_factor(step: int, steps: int, schedule: str) -> float:
@@ -328,7 +335,12 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
             "or drop the product that disagrees most) or check the products' crop classes"
         )
     bands = dataset.bands
-    train_at, val_at, unit = split_validation(dataset, fraction=settings.validation_fraction, seed=settings.seed)
+    own_checks = dataset.with_check()
+    if len(own_checks):
+        # held-out labels of one's own choose the checkpoint: no consensus needs holding out
+        train_at, val_at, unit = np.arange(len(dataset)), own_checks, "own label"
+    else:
+        train_at, val_at, unit = split_validation(dataset, fraction=settings.validation_fraction, seed=settings.seed)
     training, validation = dataset.subset(train_at), dataset.subset(val_at)
     log.info("%d training patches; validation on %d patches of held-out %ss", len(training), len(validation), unit)
     # the series skip is the classifier's, not the encoder's: training decides it
@@ -361,7 +373,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     if not len(validation):
         log.warning("no held-out patch: validation F1 is taken on training patches")
         validation = training
-    val_items = _validation_items(validation)
+    val_items = _validation_items(validation, labels="check" if unit == "own label" else "labels",
+                                  max_patches=1024 if unit == "own label" else 64)
     rows: list[dict[str, Any]] = []
     best = {"f1": -1.0, "step": 0, "state": None}
     since_best = 0
@@ -377,8 +390,10 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
             logits = model(x, doys).float()
         prob = logits.softmax(dim=1)
         labelled = y != NODATA
-        ce = (label_loss(logits, y, class_weight=class_weight, kind=settings.label_loss, q=settings.gce_q)
-              if labelled.any() else logits.sum() * 0.0)
+        own = batch["own"].to(device)
+        own_weight = 1 + (settings.own_label_weight - 1) * own.float() if own.any() else None
+        ce = (label_loss(logits, y, class_weight=class_weight, kind=settings.label_loss, q=settings.gce_q,
+                         pixel_weight=own_weight) if labelled.any() else logits.sum() * 0.0)
         loss = ce
         sim = agg = torch.zeros((), device=device)
         if settings.similarity_weight > 0:
@@ -515,11 +530,12 @@ def fit_head(model: SpatioTemporalNet, batches, *, mean: torch.Tensor, std: torc
     return loss
 
 
-def _validation_items(dataset: PatchDataset, max_patches: int = 64) -> list[dict[str, np.ndarray]]:
+def _validation_items(dataset: PatchDataset, *, labels: str = "labels", max_patches: int = 64) -> list[dict[str, np.ndarray]]:
     """Centred windows of at most `max_patches` held-out patches spread evenly over them, read once,
-    so validation stays a small share of training time whatever the area."""
+    so validation stays a small share of training time whatever the area; their `labels` are the
+    item's `labels` (held-out consensus) or `check` (held-out labels of one's own)."""
     picks = np.unique(np.linspace(0, len(dataset) - 1, min(max_patches, len(dataset))).round().astype(int))
-    return [dataset[int(p)] for p in picks]
+    return [{**item, "labels": item[labels]} for item in (dataset[int(p)] for p in picks)]
 
 
 @torch.no_grad()
