@@ -215,6 +215,38 @@ def test_an_encoder_pretrained_elsewhere_replaces_the_areas_own_pretraining(work
     assert "--pretrained elsewhere/pretrained.pt" in run.stdout + run.stderr
 
 
+def test_a_round_of_labelling_the_suggested_points_reruns_training_not_the_cubes(workflow, tmp_path):
+    """Issue 23: the suggested points, labelled (here from the reference raster, as a person would
+    from imagery) and named in `areas.<name>.labels`, rerun the training patches, training and what
+    follows, never the cubes, the consensus or the pretraining; the held-out ones choose the checkpoint."""
+    import csv
+
+    results = workflow / "results/demo"
+    with open(results / "assessment/suggested.csv") as f:
+        points = list(csv.DictReader(f))
+    with rasterio.open(results / "demo-data/reference/cropland_truth.tif") as src:
+        truth = [int(v[0] == 1) for v in src.sample([(float(p["x"]), float(p["y"])) for p in points])]
+    with open(workflow / "labelled.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(points[0]))
+        writer.writeheader()
+        writer.writerows({**p, "reference": t} for p, t in zip(points, truth))
+    config = yaml.safe_load((workflow / "config.yaml").read_text())
+    config["areas"]["demo"]["labels"] = {"path": "labelled.csv", "weight": 5, "holdout": 0.3}
+    (workflow / "own.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(workflow, "-n", "-p", "--configfile", "own.yaml")
+    assert run.returncode == 0, run.stderr[-2000:]
+    jobs = planned_jobs(run.stdout + run.stderr)
+    assert jobs.pop("patches") == 1 and not {"demo", "search", "sits", "labels", "pretrain"} & set(jobs), jobs
+    assert {"train", "predict", "mosaic", "assess", "suggest"} <= set(jobs), jobs
+    assert "--own-labels labelled.csv" in run.stdout + run.stderr
+    # and for real, in a copy (the other tests keep the workflow as it was)
+    copy = tmp_path / "copy"
+    shutil.copytree(workflow, copy, symlinks=True, ignore=shutil.ignore_patterns(".snakemake"))
+    run = snakemake(copy, "results/demo/model/model.pt", "--configfile", "own.yaml")  # --configfile takes several
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert load_checkpoint(copy / "results/demo/model/model.pt")["validation_unit"] == "own label"
+
+
 def test_bad_config_stops_before_any_job(workflow):
     bad = yaml.safe_load((workflow / "config.yaml").read_text())
     bad["areas"]["demo"]["tile_sise"] = 32
