@@ -6,14 +6,16 @@ Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, pa
         --variant base '{}' --variant gce '{"train": {"label_loss": "gce"}}' \\
         --variant wide '{"model": {"width": 32}}'  [--configfile my.yaml] [--forest]
 
-Each variant overrides the `model`, `pretrain`, `train` and `patches` (training patches) settings the area's run used
-(`config.yaml` plus the config files given, as Snakemake merges them); one that changes `pretrain`
-or the encoder's `model` settings is pretrained again, once per area (seed of the config), one
-with `pretrain.from` starts from that checkpoint, the others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them (`cropmap
-train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every run it
-prints the F1 against the area's reference over all observed pixels, where the products agree
-(the consensus labels the pixel) and where they disagree, precision, recall, and the CPU seconds
-of pretraining, training and prediction (user + system time of the child processes); then each
+Each variant overrides the `model`, `pretrain`, `train` and `patches` (training patches) settings the
+area's run used (`config.yaml` plus the config files given, as Snakemake merges them), and may add
+labels of one's own (`"labels": {"path": ..., "weight": 5, "holdout": 0.3}`, as
+`areas.<name>.labels`). One that changes `pretrain` or the encoder's `model` settings is pretrained
+again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
+others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them
+(`cropmap train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every
+run it prints the F1 against the area's reference over all observed pixels, where the products agree
+(the consensus labels the pixel) and where they disagree, precision, recall, and the CPU seconds of
+pretraining, training and prediction (user + system time of the child processes); then each
 variant's mean ± sd per area. `--forest` adds the project's random forest (`cropmap
 random-forest`) with the same seeds. Results are appended to `results/variants.jsonl`.
 """
@@ -82,21 +84,25 @@ def variant_train_patches(config: dict, area: str, name: str, overrides: dict, c
     """The training patch stores of a variant: the area's own, or, when the variant overrides
     `patches`, stores drawn with those settings under `results/<area>/variants/patches-<hash>/` (once for
     every variant that draws them alike)."""
-    if "patches" not in overrides:
+    if "patches" not in overrides and "labels" not in overrides:
         return default
     settings = json.loads(settings_json(config, area, "train_patches"))
-    for key, value in overrides["patches"].items():
+    for key, value in overrides.get("patches", {}).items():
         settings["per_tile" if key == "train_per_tile" else key] = value
+    own = overrides.get("labels")
+    if own:
+        settings["own_holdout"] = own.get("holdout", 0.3)
     text = json.dumps(settings, sort_keys=True)
     root = Path("results") / area
     paths = []
     for block in cubes:
-        store = root / "variants" / f"patches-{zlib.crc32(text.encode()):08x}" / f"{block}.nc"
+        key = text + (own["path"] if own else "")
+        store = root / "variants" / f"patches-{zlib.crc32(key.encode()):08x}" / f"{block}.nc"
         if not store.exists():
             store.parent.mkdir(parents=True, exist_ok=True)
             cpu_seconds(["cropmap", "patches", "--kind", "train", "--settings", text, "--cubes",
                          *cubes[block], "--labels", str(root / "labels" / f"{block}.tif"), "--block", block,
-                         "--out", str(store)], log)
+                         *(["--own-labels", own["path"]] if own else []), "--out", str(store)], log)
         paths.append(str(store))
     return paths
 
@@ -184,6 +190,8 @@ def main() -> None:
                     pretrained = root / "model" / "pretrained.pt"
                 train = json.loads(step_settings(config, area, "train", overrides))
                 train["seed"] = seed
+                if overrides.get("labels"):
+                    train["own_label_weight"] = float(overrides["labels"].get("weight", 5))
                 model = out / "model.pt"
                 record["train_cpu_s"] = cpu_seconds(
                     ["cropmap", "train", "--settings", json.dumps(train), "--patches",
