@@ -245,7 +245,7 @@ def test_training_needs_only_the_patch_stores(block_files, tmp_path):
                                           validation_fraction=0.5, eval_every=1, patience=5, use_pretrained=True,
                                           similarity_pairs=64, calibration="threshold", head_init="probe",
                                           season_start="2023-03-01", label_loss="cross_entropy", gce_q=0.7,
-                                          lr_schedule="constant", weight_averaging=0.0, own_label_weight=1.0),
+                                          lr_schedule="constant", weight_averaging=0.0, keep="best", own_label_weight=1.0),
                    pretrained=None, out_path=tmp_path / "m.pt", metrics_csv=tmp_path / "m.csv",
                    curves_png=tmp_path / "m.png", workers=1)
     assert (tmp_path / "p.pt").stat().st_size and (tmp_path / "m.pt").stat().st_size

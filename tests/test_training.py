@@ -17,7 +17,7 @@ SETTINGS = TrainSettings(
     similarity_weight=0.5, similarity_sigma=0.5, aggregation_weight=0.5,
     validation_fraction=0.25, eval_every=2, patience=3, use_pretrained=True, similarity_pairs=256,
     calibration="threshold", head_init="probe", season_start="2023-03-01", label_loss="cross_entropy", gce_q=0.7,
-    lr_schedule="constant", weight_averaging=0.0, own_label_weight=1.0,
+    lr_schedule="constant", weight_averaging=0.0, keep="best", own_label_weight=1.0,
 )
 PRETRAIN = PretrainSettings(model=MODEL, steps=150, batch_size=2, patch_size=16, mask_ratio=0.4,
                             ndvi_threshold=0.2, learning_rate=3e-3, seed=0, observed_only=True, season_start="2023-03-01")
@@ -214,3 +214,13 @@ def test_a_pixel_of_ones_own_weighs_more():
     mine = label_loss(logits, labels, class_weight=weight, pixel_weight=torch.tensor([[[5.0, 1.0]]]))
     assert torch.isclose(plain, label_loss(logits, labels, class_weight=weight, pixel_weight=torch.ones(1, 1, 2)))
     assert mine > plain  # the wrong pixel counts five times
+
+
+def test_keep_last_writes_the_end_of_the_schedule_and_never_stops_early(tmp_path):
+    stores = [synthetic_store(tmp_path / f"{s}.nc", seed=s) for s in range(2)]
+    settings = dataclasses.replace(SETTINGS, steps=12, eval_every=2, patience=1, keep="last", lr_schedule="cosine",
+                                   weight_averaging=0.9)
+    result = train(stores=stores, settings=settings, pretrained=None, out_path=tmp_path / "m.pt",
+                   metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
+    assert result["steps_run"] == 12 and result["best_step"] == 12
+    assert load_checkpoint(tmp_path / "m.pt")["best_step"] == 12

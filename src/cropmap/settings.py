@@ -188,6 +188,7 @@ class TrainSettings:
     gce_q: float
     lr_schedule: str
     weight_averaging: float
+    keep: str
     own_label_weight: float
     aggregation_weight: float
     validation_fraction: float
