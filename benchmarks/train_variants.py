@@ -219,7 +219,7 @@ def main() -> None:
     keys = sorted({(r["area"], r["variant"]) for r in records}, key=lambda k: [r["area"] for r in records].index(k[0]))
     for area, name in keys:
         rs = [r for r in records if r["area"] == area and r["variant"] == name]
-        cell = lambda k: f"{np.mean([r[k] for r in rs]):.3f} ± {np.std([r[k] for r in rs]):.3f}"
+        cell = lambda k: f"{np.mean([r[k] for r in rs]):.3f} ± {np.std([r[k] for r in rs], ddof=min(1, len(rs) - 1)):.3f}"
         print(f"{area} | {name} | {cell('f1_all')} | {cell('f1_agree')} | {cell('f1_disagree')} | {cell('precision')} | "
               f"{cell('recall')} | {cell('f1_at_half')} | {np.mean([r['train_cpu_s'] + r.get('pretrain_cpu_s', 0) for r in rs]):.0f}")
 
