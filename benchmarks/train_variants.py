@@ -8,7 +8,7 @@ Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, pa
 
 Each variant overrides the `model`, `pretrain`, `train` and `patches` (training patches) settings the
 area's run used (`config.yaml` plus the config files given, as Snakemake merges them), and may add
-labels of one's own (`"labels": {"path": ..., "weight": 5, "holdout": 0.3}`, as
+labels of one's own (`"labels": {"path": ..., "weight": 1, "holdout": 0.3}`, as
 `areas.<name>.labels`). One that changes `pretrain` or the encoder's `model` settings is pretrained
 again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
 others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them
@@ -191,7 +191,7 @@ def main() -> None:
                 train = json.loads(step_settings(config, area, "train", overrides))
                 train["seed"] = seed
                 if overrides.get("labels"):
-                    train["own_label_weight"] = float(overrides["labels"].get("weight", 5))
+                    train["own_label_weight"] = float(overrides["labels"].get("weight", 1))
                 model = out / "model.pt"
                 record["train_cpu_s"] = cpu_seconds(
                     ["cropmap", "train", "--settings", json.dumps(train), "--patches",

@@ -74,4 +74,4 @@ def test_the_assessment_sample_never_trains(minimal_config):
         validate_config(minimal_config)
     minimal_config["assess"] = {}
     config = validate_config(minimal_config)
-    assert config["areas"]["demo"]["labels"] == {"path": "interpreted.csv", "weight": 5, "holdout": 0.3}
+    assert config["areas"]["demo"]["labels"] == {"path": "interpreted.csv", "weight": 1, "holdout": 0.3}

@@ -204,16 +204,24 @@ def test_held_out_labels_of_ones_own_choose_the_checkpoint(tmp_path):
     assert result["val_f1"] == 0.0
 
 
-def test_a_pixel_of_ones_own_weighs_more():
-    from cropmap.training import label_loss
+def test_ones_own_labels_weigh_as_a_mean_of_their_own_not_as_one_pixel_among_many():
+    from cropmap.training import label_loss, supervised_loss
 
-    logits = torch.tensor([[[[2.0, -1.0]], [[-2.0, 1.0]]]])  # (1, 2, 1, 2): pixel 0 says non-crop, pixel 1 crop
-    labels = torch.tensor([[[1, 1]]])  # both crop: pixel 0 is wrong, pixel 1 right
+    # (1, 2, 1, 100): pixel 0 says non-crop, the 99 others crop; every label is crop
+    logits = torch.cat([torch.full((1, 1, 1, 100), -2.0), torch.full((1, 1, 1, 100), 2.0)], dim=1)
+    logits[0, :, 0, 0] = torch.tensor([2.0, -2.0])
+    labels = torch.ones(1, 1, 100, dtype=torch.int64)
     weight = torch.ones(2)
-    plain = label_loss(logits, labels, class_weight=weight)
-    mine = label_loss(logits, labels, class_weight=weight, pixel_weight=torch.tensor([[[5.0, 1.0]]]))
-    assert torch.isclose(plain, label_loss(logits, labels, class_weight=weight, pixel_weight=torch.ones(1, 1, 2)))
-    assert mine > plain  # the wrong pixel counts five times
+    none_own = torch.zeros(1, 1, 100, dtype=torch.bool)
+    plain = supervised_loss(logits, labels, none_own, class_weight=weight, own_weight=5.0)
+    assert torch.isclose(plain, label_loss(logits, labels, class_weight=weight))  # no labels of one's own: as before
+    own = none_own.clone()
+    own[0, 0, 0] = True  # the one wrong pixel is one's own
+    mine = supervised_loss(logits, labels, own, class_weight=weight, own_weight=5.0)
+    wrong = label_loss(logits[..., :1], labels[..., :1], class_weight=weight)
+    right = label_loss(logits[..., 1:], labels[..., 1:], class_weight=weight)
+    assert torch.isclose(mine, right + 5.0 * wrong)  # the consensus' mean plus 5 x one's own mean
+    assert mine > 50 * plain  # where per pixel it would have weighed 5 / 104 of the loss
 
 
 def test_keep_last_writes_the_end_of_the_schedule_and_never_stops_early(tmp_path):

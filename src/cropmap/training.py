@@ -117,24 +117,33 @@ def spatial_aggregation_loss(prob: torch.Tensor, *, kernel: int = 5) -> torch.Te
 
 
 def label_loss(logits: torch.Tensor, labels: torch.Tensor, *, class_weight: torch.Tensor, kind: str = "cross_entropy",
-               q: float = 0.7, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+               q: float = 0.7) -> torch.Tensor:
     """Class-weighted loss on the labelled pixels (labels != 255) of logits (B, K, H, W):
     cross-entropy, or the generalised cross-entropy (1 - p_y^q) / q (Zhang and Sabuncu 2018), whose
-    cost of a confidently wrong label is bounded by 1 / q instead of growing without limit.
-    `pixel_weight` (B, H, W) weighs pixels on top of their class (labels of one's own)."""
-    if kind == "cross_entropy" and pixel_weight is None:
+    cost of a confidently wrong label is bounded by 1 / q instead of growing without limit."""
+    if kind == "cross_entropy":
         return F.cross_entropy(logits, labels, weight=class_weight, ignore_index=NODATA)
     labelled = labels != NODATA
     target = labels.clamp_max(logits.shape[1] - 1)
     weight = class_weight[target] * labelled
-    if pixel_weight is not None:
-        weight = weight * pixel_weight
-    if kind == "cross_entropy":
-        loss = F.cross_entropy(logits, target, reduction="none")
-    else:
-        p_y = logits.softmax(dim=1).gather(1, target[:, None])[:, 0]
-        loss = (1 - p_y.clamp_min(1e-6) ** q) / q
+    p_y = logits.softmax(dim=1).gather(1, target[:, None])[:, 0]
+    loss = (1 - p_y.clamp_min(1e-6) ** q) / q
     return (loss * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
+def supervised_loss(logits: torch.Tensor, labels: torch.Tensor, own: torch.Tensor, *, class_weight: torch.Tensor,
+                    own_weight: float, kind: str = "cross_entropy", q: float = 0.7) -> torch.Tensor:
+    """The loss on the consensus pixels plus `own_weight` times the mean loss on one's own labels
+    (`own`, (B, H, W) bool). Two means, not one: a point of one's own is one pixel among some
+    thousand consensus pixels of its patch, so weighed per pixel it would hardly count."""
+    consensus = labels.masked_fill(own, NODATA)
+    loss = (label_loss(logits, consensus, class_weight=class_weight, kind=kind, q=q)
+            if (consensus != NODATA).any() else logits.sum() * 0.0)
+    mine = own & (labels != NODATA)
+    if mine.any():
+        loss = loss + own_weight * label_loss(logits, labels.masked_fill(~mine, NODATA), class_weight=class_weight,
+                                              kind=kind, q=q)
+    return loss
 
 
 def learning_rate_factor(step: int, steps: int, schedule: str) -> float:
@@ -389,11 +398,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
         with mixed_precision:
             logits = model(x, doys).float()
         prob = logits.softmax(dim=1)
-        labelled = y != NODATA
-        own = batch["own"].to(device)
-        own_weight = 1 + (settings.own_label_weight - 1) * own.float() if own.any() else None
-        ce = (label_loss(logits, y, class_weight=class_weight, kind=settings.label_loss, q=settings.gce_q,
-                         pixel_weight=own_weight) if labelled.any() else logits.sum() * 0.0)
+        ce = supervised_loss(logits, y, batch["own"].to(device), class_weight=class_weight,
+                             own_weight=settings.own_label_weight, kind=settings.label_loss, q=settings.gce_q)
         loss = ce
         sim = agg = torch.zeros((), device=device)
         if settings.similarity_weight > 0:
