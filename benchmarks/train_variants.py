@@ -9,7 +9,9 @@ Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, pa
 Each variant overrides the `model`, `pretrain`, `train` and `patches` (training patches) settings the
 area's run used (`config.yaml` plus the config files given, as Snakemake merges them), and may add
 labels of one's own (`"labels": {"path": ..., "weight": 1, "holdout": 0.3}`, as
-`areas.<name>.labels`). One that changes `pretrain` or the encoder's `model` settings is pretrained
+`areas.<name>.labels`), or clean the consensus labels it trains on (`"consensus": {"erode_px": 2,
+"min_patch_px": 0}`, as the `consensus` settings; scores still split agree / disagree by the area's own
+consensus). One that changes `pretrain` or the encoder's `model` settings is pretrained
 again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
 others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them
 (`cropmap train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every
@@ -36,6 +38,7 @@ import rasterio
 import yaml
 from rasterio.windows import from_bounds
 
+from cropmap.consensus import clean_labels
 from cropmap.config import grid_settings, settings_json, validate_config
 from cropmap.grid import blocks_for_area
 from cropmap.conventions import NODATA
@@ -84,7 +87,7 @@ def variant_train_patches(config: dict, area: str, name: str, overrides: dict, c
     """The training patch stores of a variant: the area's own, or, when the variant overrides
     `patches`, stores drawn with those settings under `results/<area>/variants/patches-<hash>/` (once for
     every variant that draws them alike)."""
-    if "patches" not in overrides and "labels" not in overrides:
+    if not {"patches", "labels", "consensus"} & set(overrides):
         return default
     settings = json.loads(settings_json(config, area, "train_patches"))
     for key, value in overrides.get("patches", {}).items():
@@ -93,18 +96,34 @@ def variant_train_patches(config: dict, area: str, name: str, overrides: dict, c
     if own:
         settings["own_holdout"] = own.get("holdout", 0.3)
     text = json.dumps(settings, sort_keys=True)
+    cleaning = overrides.get("consensus")
     root = Path("results") / area
     paths = []
     for block in cubes:
-        key = text + (own["path"] if own else "")
+        key = text + (own["path"] if own else "") + (json.dumps(cleaning, sort_keys=True) if cleaning else "")
         store = root / "variants" / f"patches-{zlib.crc32(key.encode()):08x}" / f"{block}.nc"
         if not store.exists():
             store.parent.mkdir(parents=True, exist_ok=True)
+            labels = root / "labels" / f"{block}.tif"
+            if cleaning:
+                labels = cleaned_labels(labels, store.parent / f"labels_{block}.tif", cleaning)
             cpu_seconds(["cropmap", "patches", "--kind", "train", "--settings", text, "--cubes",
-                         *cubes[block], "--labels", str(root / "labels" / f"{block}.tif"), "--block", block,
+                         *cubes[block], "--labels", str(labels), "--block", block,
                          *(["--own-labels", own["path"]] if own else []), "--out", str(store)], log)
         paths.append(str(store))
     return paths
+
+
+def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
+    """A copy of block label file `path` whose consensus band is cleaned as `consensus.erode_px` /
+    `min_patch_px` would (applied after the area's own cleaning)."""
+    with rasterio.open(path) as src:
+        bands, profile, descriptions = src.read(), src.profile, src.descriptions
+    bands[0] = clean_labels(bands[0], erode_px=cleaning.get("erode_px", 0), min_patch_px=cleaning.get("min_patch_px", 0))
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(bands)
+        dst.descriptions = descriptions
+    return out
 
 
 def scores(config: dict, area: str, predictions: list[Path]) -> dict:
