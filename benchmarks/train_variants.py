@@ -9,7 +9,7 @@ Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, pa
 Each variant overrides the `model`, `pretrain`, `train` and `patches` (training patches) settings the
 area's run used (`config.yaml` plus the config files given, as Snakemake merges them), and may add
 labels of one's own (`"labels": {"path": ..., "weight": 1, "holdout": 0.3}`, as
-`areas.<name>.labels`), or clean the consensus labels it trains on (`"consensus": {"erode_px": 2,
+`areas.<name>.labels`), pretrain with other areas' patches (`"pretrain": {"with_areas": ["demo"]}`), or clean the consensus labels it trains on (`"consensus": {"erode_px": 2,
 "min_patch_px": 0}`, as the `consensus` settings; scores still split agree / disagree by the area's own
 consensus). One that changes `pretrain` or the encoder's `model` settings is pretrained
 again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
@@ -25,6 +25,7 @@ random-forest`) with the same seeds. Results are appended to `results/variants.j
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import subprocess
@@ -39,7 +40,7 @@ import yaml
 from rasterio.windows import from_bounds
 
 from cropmap.consensus import clean_labels
-from cropmap.config import grid_settings, settings_json, validate_config
+from cropmap.config import grid_settings, settings_json, shared_pretraining_areas, validate_config
 from cropmap.grid import blocks_for_area
 from cropmap.conventions import NODATA
 
@@ -80,6 +81,20 @@ def step_settings(config: dict, area: str, step: str, overrides: dict) -> str:
     if "model" in settings:
         settings["model"] = {**settings["model"], **overrides.get("model", {})}
     return json.dumps(settings)
+
+
+def variant_pretraining(config: dict, area: str, overrides: dict, own: list[str]) -> tuple[str, list[str]]:
+    """The settings and patch stores of a variant's pretraining: `"pretrain": {"with_areas": [...]}`
+    adds those areas' pretraining patches (made by their runs), as `pretrain.with_areas` does."""
+    pretrain = dict(overrides.get("pretrain", {}))
+    others = pretrain.pop("with_areas", [])
+    if others:
+        config = copy.deepcopy(config)
+        config["areas"][area]["pretrain"] = {**config["areas"][area].get("pretrain", {}), "with_areas": others}
+    settings = step_settings(config, area, "pretrain", {**overrides, "pretrain": pretrain})
+    stores = [str(path) for other in shared_pretraining_areas(config, area)
+              for path in sorted((Path("results") / other / "patches" / "pretrain").glob("b*.nc"))]
+    return settings, own + stores
 
 
 def variant_train_patches(config: dict, area: str, name: str, overrides: dict, cubes: dict[str, list[str]],
@@ -199,8 +214,9 @@ def main() -> None:
                 elif "pretrain" in overrides or set(overrides.get("model", {})) - {"series_skip", "series_hidden"}:
                     if name not in pretrained_of:
                         pretrained = root / "variants" / name / "pretrained.pt"
-                        cpu = cpu_seconds(["cropmap", "pretrain", "--settings", step_settings(config, area, "pretrain", overrides),
-                                           "--patches", *pretrain_patches, "--threads", "2", "--out", str(pretrained),
+                        settings, patches = variant_pretraining(config, area, overrides, pretrain_patches)
+                        cpu = cpu_seconds(["cropmap", "pretrain", "--settings", settings,
+                                           "--patches", *patches, "--threads", "2", "--out", str(pretrained),
                                            "--curve-csv", str(pretrained.with_suffix(".csv")),
                                            "--curve-png", str(pretrained.with_suffix(".png"))], log)
                         pretrained_of[name] = (pretrained, cpu)

@@ -2,7 +2,7 @@
 import functools
 import sys
 
-from cropmap.config import ABLATION_VARIANTS, OWN_PRETRAINING, ablation_areas, area_section, ablation_variants, grid_settings, selected_areas, settings_json, validate_config
+from cropmap.config import ABLATION_VARIANTS, OWN_PRETRAINING, ablation_areas, area_section, ablation_variants, grid_settings, selected_areas, settings_json, shared_pretraining_areas, validate_config
 from cropmap.errors import ConfigError
 from cropmap.grid import blocks_for_area
 
@@ -141,6 +141,13 @@ def pretrained_checkpoint(wildcards):
     pretraining, built first when this workflow makes it), else the area's own."""
     source = area_section(config, config["areas"][wildcards.area], "pretrain")["from"]
     return source or f"results/{wildcards.area}/model/pretrained.pt"
+
+
+def pretraining_patches(wildcards):
+    """The area's pretraining patches, then those of each area `pretrain.with_areas` names (the
+    order the pretraining's `other_seasons` settings expect)."""
+    areas = [wildcards.area, *shared_pretraining_areas(config, wildcards.area)]
+    return [f"results/{area}/patches/pretrain/{block}.nc" for area in areas for block in block_tiles(area)]
 
 
 def ablation_pretrained(wildcards):

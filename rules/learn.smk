@@ -22,7 +22,7 @@ rule patches:
 
 rule pretrain:
     input:
-        patches=block_files("patches/pretrain/{block}.nc"),
+        patches=pretraining_patches,
     output:
         model="results/{area}/model/pretrained.pt",
         curve="results/{area}/model/pretrain_loss.csv",

@@ -101,6 +101,27 @@ def test_training_windows_must_fit_the_stored_patches(minimal_config):
     assert _error(minimal_config).startswith("pretrain.patch_size: 32 is larger than the stored patches")
 
 
+def test_a_shared_pretraining_names_known_areas_and_changes_only_its_own_settings():
+    """Issue 23: `pretrain.with_areas` adds other areas' patches (and season starts) to one area's
+    pretraining; an area pretrained alone keeps the settings it had, so nothing of it reruns."""
+    config = load_config(REPO / "config.yaml")
+    alone = {area: settings_json(config, area, "pretrain") for area in ("demo", "demo_hard")}
+    assert "other_seasons" not in alone["demo_hard"]
+    config["areas"]["demo_hard"]["pretrain"] = {**config["areas"]["demo_hard"]["pretrain"], "with_areas": ["demo", "demo_hard"]}
+    validate_config(config)
+    assert step_settings(config, "demo_hard", "pretrain")["other_seasons"] == [
+        {"area": "demo", "season_start": "2023-03-01", "stores": 1}]
+    assert settings_json(config, "demo", "pretrain") == alone["demo"]
+    for step in ("train", "pretrain_patches", "train_patches", "predict"):
+        assert "with_areas" not in settings_json(config, "demo_hard", step)
+    config["areas"]["demo_hard"]["pretrain"]["with_areas"] = ["demo_2021"]
+    with pytest.raises(ConfigError, match=r"areas.demo_hard.pretrain.with_areas: no area named 'demo_2021'"):
+        validate_config(config)
+    config["areas"]["demo_hard"]["pretrain"] = {"with_areas": ["demo"], "from": "results/demo/model/pretrained.pt"}
+    with pytest.raises(ConfigError, match="from and with_areas are both set"):
+        validate_config(config)
+
+
 def test_custom_product_legend_in_config(minimal_config):
     minimal_config["areas"]["demo"]["glc"]["mine"] = {"path": "m.tif", "crop_classes": [3, 4], "nodata": 0}
     config = validate_config(minimal_config)

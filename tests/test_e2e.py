@@ -215,6 +215,28 @@ def test_an_encoder_pretrained_elsewhere_replaces_the_areas_own_pretraining(work
     assert "--pretrained elsewhere/pretrained.pt" in run.stdout + run.stderr
 
 
+def test_one_pretraining_for_two_seasons_reads_the_other_seasons_patches(workflow):
+    """`pretrain.with_areas` (issue 23): the same place a year earlier is another area; the area's
+    pretraining reads its pretraining patches too (after the area's own, with its season start in
+    the settings), and the other season is made up to its patches only."""
+    config = yaml.safe_load((workflow / "config.yaml").read_text())
+    earlier = yaml.safe_load(yaml.safe_dump(config["areas"]["demo"]).replace("results/demo/", "results/demo_2022/"))
+    earlier["season"] = {"start": "2022-04-01", "end": "2022-08-31"}
+    earlier["demo"]["seed"] = 4
+    config["areas"]["demo_2022"] = earlier
+    config["areas"]["demo"]["pretrain"] = {"with_areas": ["demo_2022"]}
+    config["area"] = "demo"
+    (workflow / "seasons.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(workflow, "-n", "-p", "--configfile", "seasons.yaml")
+    assert run.returncode == 0, run.stderr[-2000:]
+    jobs = planned_jobs(run.stdout + run.stderr)
+    assert jobs["sits"] == 2 and jobs["patches"] == 1 and jobs["pretrain"] == 1, jobs  # demo_2022's cubes and patches
+    assert "train" in jobs and "labels" not in jobs, jobs  # nothing else of demo_2022
+    command = next(line for line in (run.stdout + run.stderr).splitlines() if "cropmap pretrain " in line)
+    own, other = command.index("results/demo/patches/pretrain/"), command.index("results/demo_2022/patches/pretrain/")
+    assert own < other and '"season_start":"2022-04-01"' in command
+
+
 def test_a_round_of_labelling_the_suggested_points_reruns_training_not_the_cubes(workflow, tmp_path):
     """Issue 23: the suggested points, labelled (here from the reference raster, as a person would
     from imagery) and named in `areas.<name>.labels`, rerun the training patches, training and what

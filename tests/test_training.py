@@ -23,11 +23,13 @@ PRETRAIN = PretrainSettings(model=MODEL, steps=150, batch_size=2, patch_size=16,
                             ndvi_threshold=0.2, learning_rate=3e-3, seed=0, observed_only=True, season_start="2023-03-01")
 
 
-def synthetic_store(path, *, kind="train", labels_value=None, seed=0, check=None) -> PatchStore:
+def synthetic_store(path, *, kind="train", labels_value=None, seed=0, check=None, dates=6,
+                    year_start="2022-12-31") -> PatchStore:
     """Nine 16 px patches of a 48 px tile of two fields with different seasonal curves (int16
-    reflectance * 10000), as one block's patch store; `check` (48, 48): held-out labels of one's own."""
+    reflectance * 10000), as one block's patch store; `check` (48, 48): held-out labels of one's own;
+    `dates` composites from day 90 to 270 after `year_start`."""
     rng = np.random.default_rng(seed)
-    t, h, w = 6, 48, 48
+    t, h, w = dates, 48, 48
     crop = np.zeros((h, w), bool)
     crop[:, : w // 2] = True
     doy = np.linspace(90, 270, t)
@@ -37,7 +39,7 @@ def synthetic_store(path, *, kind="train", labels_value=None, seed=0, check=None
     refl = np.stack([0.05 + 0 * veg, 0.08 + 0 * veg, red, nir], axis=1)
     refl = refl + rng.normal(0, 0.005, refl.shape)
     labels = np.where(crop, 1, 0).astype(np.uint8) if labels_value is None else np.full((h, w), labels_value, np.uint8)
-    times = np.datetime64("2022-12-31") + doy.astype(int)
+    times = np.datetime64(year_start) + doy.astype(int)
     rows, cols = (a.ravel() for a in np.meshgrid([0, 16, 32], [0, 16, 32], indexing="ij"))
     with PatchWriter(path, kind=kind, times=times, bands=BANDS, size=16, block=f"b{seed}") as writer:
         writer.add(tile=f"t{seed}", reflectance=(refl * 10000).astype(np.int16), observed=np.ones((t, h, w), bool),
@@ -232,3 +234,50 @@ def test_keep_last_writes_the_end_of_the_schedule_and_never_stops_early(tmp_path
                    metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
     assert result["steps_run"] == 12 and result["best_step"] == 12
     assert load_checkpoint(tmp_path / "m.pt")["best_step"] == 12
+
+
+def test_one_pretraining_over_two_seasons_draws_each_batch_from_one_and_fine_tunes_either(tmp_path):
+    """Issue 23: `pretrain.with_areas` pretrains one encoder on the patches of areas whose dates
+    differ (another year, another compositing period); a batch never mixes them, and the encoder
+    then fine-tunes on either area."""
+    this_year = synthetic_store(tmp_path / "a.nc", kind="pretrain", seed=0)
+    last_year = synthetic_store(tmp_path / "b.nc", kind="pretrain", seed=1, dates=9, year_start="2021-12-31")
+    settings = dataclasses.replace(PRETRAIN, steps=20)
+    result = pretrain(stores=[this_year], settings=settings, out_path=tmp_path / "p.pt", curve_csv=tmp_path / "p.csv",
+                      curve_png=tmp_path / "p.png", other_seasons=[("2022-03-01", [last_year])])
+    assert result["seasons"] == 2 and result["patches"] == 18
+    checkpoint = load_checkpoint(tmp_path / "p.pt")
+    assert checkpoint["season_starts"] == ["2023-03-01", "2022-03-01"]
+    for store, start in ((this_year, "2023-03-01"), (last_year, "2022-03-01")):
+        labelled = synthetic_store(tmp_path / f"t{len(store.times)}.nc", seed=2, dates=len(store.times),
+                                   year_start=str(store.times[0] - np.timedelta64(90, "D")))
+        out = train(stores=[labelled], settings=dataclasses.replace(SETTINGS, season_start=start), pretrained=checkpoint,
+                    out_path=tmp_path / "m.pt", metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
+        assert out["val_f1"] > 0.5  # two fields of different curves, told apart after 4 steps
+
+
+def test_season_batches_never_mix_dates_and_draw_seasons_by_their_patches(tmp_path):
+    from cropmap.patches import PatchDataset, SeasonBatches, SeasonPatches
+
+    small = PatchDataset([synthetic_store(tmp_path / "a.nc", kind="pretrain", seed=0)], crop=8)
+    large = PatchDataset([synthetic_store(tmp_path / f"b{i}.nc", kind="pretrain", seed=i, dates=9) for i in (1, 2, 3)], crop=8)
+    union = SeasonPatches([small, large])
+    batches = list(SeasonBatches(union, steps=400, batch_size=3, seed=0))
+    assert len(batches) == 400 and all(len({index[0] for index in batch}) == 1 for batch in batches)
+    assert 0.65 < np.mean([batch[0][0] == 1 for batch in batches]) < 0.85  # 27 of the 36 patches
+    item = union[batches[0][0]]
+    assert item["reflectance"].shape == (6 if batches[0][0][0] == 0 else 9, 4, 8, 8)
+    assert int(union[9]["group"]) == 1 and int(union[8]["group"]) == 0  # plain ints count through the groups
+
+
+def test_seasons_of_other_bands_are_refused(tmp_path):
+    from cropmap.errors import DataError
+    from cropmap.patches import PatchDataset, SeasonPatches
+
+    store = synthetic_store(tmp_path / "a.nc", kind="pretrain")
+    other = tmp_path / "b.nc"
+    with PatchWriter(other, kind="pretrain", times=store.times, bands=["B02", "B03", "B04", "B11"], size=16, block="b") as writer:
+        writer.add(tile="t", reflectance=np.zeros((6, 4, 16, 16), np.int16), observed=np.ones((6, 16, 16), bool),
+                   labels=None, rows=np.array([0]), cols=np.array([0]))
+    with pytest.raises(DataError, match="different bands"):
+        SeasonPatches([PatchDataset([store]), PatchDataset([PatchStore.open(other)])])

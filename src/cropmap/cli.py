@@ -17,7 +17,7 @@ import time
 
 from cropmap.conventions import available_cores
 from cropmap.credentials import RedactingFilter, redact
-from cropmap.errors import CropmapError
+from cropmap.errors import CropmapError, DataError
 
 log = logging.getLogger("cropmap")
 
@@ -98,12 +98,29 @@ def _stores(paths):
     return [PatchStore.open(path) for path in paths]
 
 
+def _season_stores(paths, settings):
+    """The area's own stores, and (season start, stores) of each of `settings.other_seasons`, whose
+    stores end the list of `paths` in that order."""
+    own = len(paths) - sum(season["stores"] for season in settings.other_seasons)
+    if own < 1:
+        raise DataError(f"--patches: {len(paths)} stores, fewer than the other seasons' "
+                        f"{len(paths) - own} and one of the area's own")
+    stores, other_seasons = _stores(paths), []
+    start = own
+    for season in settings.other_seasons:
+        other_seasons.append((season["season_start"], stores[start:start + season["stores"]]))
+        start += season["stores"]
+    return stores[:own], other_seasons
+
+
 def cmd_pretrain(args) -> None:
     from cropmap.training import pretrain
 
     workers = _torch_threads()
-    result = pretrain(stores=_stores(args.patches), settings=_settings(args, "pretrain"), out_path=args.out,
-                      curve_csv=args.curve_csv, curve_png=args.curve_png, workers=workers)
+    settings = _settings(args, "pretrain")
+    own, other_seasons = _season_stores(args.patches, settings)
+    result = pretrain(stores=own, settings=settings, out_path=args.out, curve_csv=args.curve_csv,
+                      curve_png=args.curve_png, workers=workers, other_seasons=other_seasons)
     print(f"pretraining done: {result}")
 
 
@@ -273,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", required=True)
     p.add_argument("--out", required=True)
     p = add("pretrain", cmd_pretrain, "self-supervised masked pretraining")
-    p.add_argument("--patches", nargs="+", required=True, help="the blocks' pretraining patch stores")
+    p.add_argument("--patches", nargs="+", required=True,
+                   help="the blocks' pretraining patch stores, then those of the settings' other_seasons in order")
     p.add_argument("--out", required=True)
     p.add_argument("--curve-csv", required=True)
     p.add_argument("--curve-png", required=True)

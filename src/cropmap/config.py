@@ -19,7 +19,7 @@ import yaml
 
 from cropmap.errors import ConfigError
 
-__all__ = ["ABLATION_VARIANTS", "AREA_SECTIONS", "OWN_PRETRAINING", "area_section", "ablation_areas", "ablation_variants", "load_schema", "load_config", "selected_areas",
+__all__ = ["ABLATION_VARIANTS", "AREA_SECTIONS", "OWN_PRETRAINING", "area_section", "ablation_areas", "ablation_variants", "load_schema", "load_config", "selected_areas", "shared_pretraining_areas",
            "grid_settings", "settings_json", "step_settings", "typed_settings",
            "validate_config"]
 
@@ -133,6 +133,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"area: no area named {name!r} (areas: {', '.join(config['areas'])})")
     for name, area in config["areas"].items():
         _check_area(name, area, config)
+        _check_shared_pretraining(name, area, config)
     products = {p for area in config["areas"].values() for p in area["glc"]}
     for product_name in config["consensus"]["weights"]:
         if product_name not in products:
@@ -286,6 +287,24 @@ def _check_learning_overrides(name: str, area: dict[str, Any], config: dict[str,
                               f"(patches.size = {patches['size']})")
 
 
+def _check_shared_pretraining(name: str, area: dict[str, Any], config: dict[str, Any]) -> None:
+    pretrain = area_section(config, area, "pretrain")
+    others = [other for other in pretrain["with_areas"] if other != name]
+    for other in others:
+        if other not in config["areas"]:
+            raise ConfigError(f"areas.{name}.pretrain.with_areas: no area named {other!r} "
+                              f"(areas: {', '.join(config['areas'])})")
+    if others and pretrain["from"]:
+        raise ConfigError(f"areas.{name}.pretrain: from and with_areas are both set, but an area that starts "
+                          "from another checkpoint runs no pretraining of its own")
+
+
+def shared_pretraining_areas(config: dict[str, Any], area: str) -> list[str]:
+    """The other areas whose pretraining patches join `area`'s pretraining (`pretrain.with_areas`)."""
+    others = area_section(config, config["areas"][area], "pretrain")["with_areas"]
+    return [other for other in dict.fromkeys(others) if other != area]
+
+
 def _parse_date(value: str, key: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
@@ -365,7 +384,8 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
                                    "own_holdout": a["labels"]["holdout"] if a.get("labels") else 0.0},
     # `from` names the train job's input, not a pretraining setting
     "pretrain": lambda c, a: {"model": {**area_section(c, a, "model"), "series_skip": False, "series_hidden": 0},
-                              **_without(area_section(c, a, "pretrain"), "from"), "season_start": a["season"]["start"]},
+                              **_without(area_section(c, a, "pretrain"), "from", "with_areas"), "season_start": a["season"]["start"],
+                              **_other_seasons(c, a)},
     "train": lambda c, a: {"model": area_section(c, a, "model"), **_without_gpus(area_section(c, a, "train")),
                            "season_start": a["season"]["start"],
                            "own_label_weight": float(a["labels"]["weight"]) if a.get("labels") else 1.0},
@@ -398,6 +418,20 @@ def step_settings(config: dict[str, Any], area: str, step: str) -> dict[str, Any
     if step not in _STEP_BUILDERS:
         raise ValueError(f"unknown step {step!r}")
     return _STEP_BUILDERS[step](config, config["areas"][area])
+
+
+def _other_seasons(config: dict[str, Any], area: dict[str, Any]) -> dict[str, Any]:
+    """The pretraining's `other_seasons` (`pretrain.with_areas`); no key when there are none, so
+    that the settings of an area pretrained alone stay what they were."""
+    named = area_section(config, area, "pretrain")["with_areas"]
+    others = [other for other in dict.fromkeys(named) if config["areas"][other] is not area]
+    if not others:
+        return {}
+    from cropmap.grid import blocks_for_area
+
+    return {"other_seasons": [{"area": other, "season_start": config["areas"][other]["season"]["start"],
+                               "stores": len(blocks_for_area(grid_settings(config, other), config["areas"][other]["block_tiles"]))}
+                              for other in others]}
 
 
 def grid_settings(config: dict[str, Any], area: str):

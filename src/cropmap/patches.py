@@ -33,7 +33,7 @@ from cropmap.settings import PretrainPatchSettings, TrainPatchSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRETRAIN", "TRAIN", "BudgetSampler", "PatchDataset", "PatchStore", "draw_labelled_centres",
+__all__ = ["PRETRAIN", "TRAIN", "BudgetSampler", "PatchDataset", "PatchStore", "SeasonBatches", "SeasonPatches", "draw_labelled_centres",
            "PatchWriter", "draw_observed_centres", "patch_origins", "split_validation", "tile_patch_count", "tile_seed",
            "write_block_patches"]
 
@@ -413,6 +413,62 @@ class BudgetSampler:
 
     def __len__(self) -> int:
         return self.draws
+
+
+class SeasonPatches:
+    """The patches of several areas or seasons as one map-style dataset: a list of `PatchDataset`s
+    (each with its own dates, e.g. another year) whose items carry `group`, the dataset they come
+    from. An index is (group, patch number, row offset, column offset), or a plain int counting
+    through the groups in order. The bands and the crop must be the same in all groups."""
+
+    def __init__(self, groups: Sequence[PatchDataset]):
+        self.groups = list(groups)
+        first = self.groups[0]
+        for group in self.groups[1:]:
+            if group.bands != first.bands:
+                raise DataError(f"patch stores {first.stores[0].path} and {group.stores[0].path} have different "
+                                f"bands ({', '.join(first.bands)} / {', '.join(group.bands)})")
+            if group.crop != first.crop:
+                raise DataError(f"patch stores {first.stores[0].path} and {group.stores[0].path} give patches "
+                                f"of {first.crop} and {group.crop} px")
+        self.starts = np.cumsum([0, *map(len, self.groups)])
+        self.crop = first.crop
+
+    @property
+    def bands(self) -> list[str]:
+        return self.groups[0].bands
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, key) -> dict[str, np.ndarray]:
+        if isinstance(key, (tuple, list)):
+            group, *index = (int(v) for v in key)
+        else:
+            group = int(np.searchsorted(self.starts, int(key), side="right") - 1)
+            index = int(key) - int(self.starts[group])
+        return {**self.groups[group][index], "group": np.int64(group)}
+
+
+class SeasonBatches:
+    """`steps` batches of `batch_size` indices of a `SeasonPatches`, each batch from one group (their
+    dates differ, so a batch cannot mix them): the group drawn in proportion to its patches, then
+    its patches and their offsets drawn with replacement, as `BudgetSampler` does."""
+
+    def __init__(self, dataset: SeasonPatches, *, steps: int, batch_size: int, seed: int):
+        self.dataset, self.steps, self.batch_size, self.seed = dataset, steps, batch_size, seed
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int, int]]]:
+        rng = np.random.default_rng(self.seed)
+        sizes = np.diff(self.dataset.starts)
+        for group in rng.choice(len(sizes), size=self.steps, p=sizes / sizes.sum()):
+            patches = self.dataset.groups[group]
+            positions = rng.integers(0, len(patches), self.batch_size)
+            offsets = rng.integers(0, patches.size - patches.crop + 1, (self.batch_size, 2))
+            yield [(int(group), int(p), int(dy), int(dx)) for p, (dy, dx) in zip(positions, offsets)]
+
+    def __len__(self) -> int:
+        return self.steps
 
 
 def split_validation(dataset: PatchDataset, *, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, str]:

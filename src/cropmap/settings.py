@@ -170,6 +170,9 @@ class PretrainSettings:
     observed_only: bool
     learning_rate: float
     seed: int
+    # other areas or seasons pretrained with this one (`pretrain.with_areas`), each as
+    # {"area", "season_start", "stores"}: their stores follow the area's own, in this order
+    other_seasons: tuple[dict[str, Any], ...] = ()
 
 
 @_settings
@@ -292,7 +295,9 @@ def from_dict(cls: type, values: Mapping[str, Any], *, where: str = "settings"):
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown, missing = sorted(set(values) - names), sorted(names - set(values))
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    unknown, missing = sorted(set(values) - names), sorted(required - set(values))
     if unknown or missing:
         raise ConfigError(f"{where} ({cls.__name__}): " + "; ".join(
             part for part in (unknown and f"unknown key(s) {', '.join(unknown)}",

@@ -39,7 +39,7 @@ from cropmap.dataset import band_index, band_statistics, date_positions, standar
 from cropmap.errors import TrainingError
 from cropmap.io import atomic_path
 from cropmap.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
-from cropmap.patches import BudgetSampler, PatchDataset, PatchStore, split_validation
+from cropmap.patches import BudgetSampler, PatchDataset, PatchStore, SeasonBatches, SeasonPatches, split_validation
 from cropmap.settings import PretrainSettings, TrainSettings, to_dict
 
 log = logging.getLogger(__name__)
@@ -257,9 +257,9 @@ class _Optimiser:
         self.scaler.update()
 
 
-def _dates(dataset: PatchDataset, settings: PretrainSettings | TrainSettings, config: ModelConfig, device: torch.device) -> torch.Tensor:
+def _dates(dataset: PatchDataset, season_start: str, config: ModelConfig, device: torch.device) -> torch.Tensor:
     """(1, T) the composites' dates as the model reads them (days since the season started)."""
-    positions = date_positions(dataset.times, season_start=settings.season_start, encoding=config.date_encoding)
+    positions = date_positions(dataset.times, season_start=season_start, encoding=config.date_encoding)
     return torch.from_numpy(positions).to(device)[None]
 
 
@@ -271,34 +271,47 @@ def _inputs(batch: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tenso
 
 
 def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_path, curve_csv, curve_png,
-             workers: int = 0) -> dict:
+             workers: int = 0, other_seasons: Sequence[tuple[str, Sequence[PatchStore]]] = ()) -> dict:
     """Masked reconstruction pretraining on pretraining patches; writes the checkpoint and the loss curve.
 
     `settings.steps` batches of `batch_size` patches, drawn with replacement: the cost does not
-    grow with the area."""
+    grow with the area. `other_seasons` adds the patches of other areas or seasons, each as (its
+    season's first day, its stores); a batch is drawn from one of them, in proportion to their patches."""
     rng = _seed_everything(settings.seed)
     device = pick_device()
     dataset = PatchDataset(stores, crop=settings.patch_size)
+    season_starts = [settings.season_start, *(start for start, _ in other_seasons)]
+    if other_seasons:
+        dataset = SeasonPatches([dataset, *(PatchDataset(more, crop=settings.patch_size) for _, more in other_seasons)])
+    groups = dataset.groups if other_seasons else [dataset]
     bands = dataset.bands
     mean, std = band_statistics(dataset, seed=settings.seed)
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
     config = ModelConfig(in_bands=len(bands), **{**dataclasses.asdict(settings.model), "series_skip": False,
                                                    "series_hidden": 0})
-    doy = _dates(dataset, settings, config, device)
+    group_dates = [_dates(group, start, config, device) for group, start in zip(groups, season_starts)]
     model = SpatioTemporalNet(config).to(device)
     mixed_precision, scaler = autocast(device)
     opt = _Optimiser(model, settings.learning_rate, scaler)
     rows: list[dict[str, float]] = []
     start = time.time()
     steps = settings.steps
-    loader = _loader(dataset, batch_size=settings.batch_size, draws=steps * settings.batch_size,
-                     seed=settings.seed, workers=workers, device=device)
+    if other_seasons:
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(dataset, batch_sampler=SeasonBatches(dataset, steps=steps, batch_size=settings.batch_size,
+                                                                 seed=settings.seed),
+                            num_workers=workers, pin_memory=device.type == "cuda")
+    else:
+        loader = _loader(dataset, batch_size=settings.batch_size, draws=steps * settings.batch_size,
+                         seed=settings.seed, workers=workers, device=device)
     progress = tqdm(loader, total=steps, desc="pretrain", unit="step")
     for step, batch in enumerate(progress, start=1):
         # only clear observations are masked and scored: gap-filled values are straight lines
         observed = batch["observed"].numpy() if settings.observed_only else None
         veg = vegetation_mask(batch["reflectance"].numpy(), bands, threshold=settings.ndvi_threshold, observed=observed)
         mask_np = veg & (rng.uniform(size=veg.shape) < settings.mask_ratio)
+        doy = group_dates[int(batch["group"][0])] if other_seasons else group_dates[0]
         x, doys = _inputs(batch, mean_t, std_t, doy, device)
         mask = torch.from_numpy(mask_np).to(device)
         with mixed_precision:
@@ -313,11 +326,11 @@ def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_pa
         progress.set_postfix(mse=f"{loss.item():.3f}", baseline=f"{baseline.item():.3f}")
     payload = {"kind": "pretrained", "model_config": config.to_dict(), "state_dict": model.state_dict(),
                "band_mean": torch.from_numpy(mean), "band_std": torch.from_numpy(std), "bands": list(bands),
-               "settings": to_dict(settings)}
+               "settings": to_dict(settings), "season_starts": season_starts}
     save_checkpoint(out_path, payload)
     if rows:
         _write_curve(curve_csv, rows, curve_png, "masked reconstruction (standardised MSE)")
-    return {"final_mse": rows[-1]["masked_mse"] if rows else None, "patches": len(dataset)}
+    return {"final_mse": rows[-1]["masked_mse"] if rows else None, "patches": len(dataset), "seasons": len(groups)}
 
 
 def _f1(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -363,7 +376,7 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
         mean, std = band_statistics(training, seed=settings.seed)
         config = ModelConfig(in_bands=len(bands), **{**dataclasses.asdict(settings.model), **skip})
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
-    doy = _dates(dataset, settings, config, device)
+    doy = _dates(dataset, settings.season_start, config, device)
     model = SpatioTemporalNet(config).to(device)
     if pretrained is not None:
         missing = model.load_state_dict(pretrained["state_dict"], strict=False)
