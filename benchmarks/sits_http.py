@@ -72,6 +72,9 @@ def _serve(root: str, delay: mp.Value, requests: mp.Value, sent: mp.Value, ready
 
     class Server(ThreadingHTTPServer):
         daemon_threads = True
+        # socketserver's listen backlog is 5: a burst of connections beyond it waits out TCP's SYN
+        # retry (1 s and more), which an object store never makes a client do
+        request_queue_size = 1024
 
         def handle_error(self, request, client_address):
             pass  # a client closing a kept-alive connection is not news
