@@ -288,13 +288,12 @@ def _check_learning_overrides(name: str, area: dict[str, Any], config: dict[str,
 
 
 def _check_shared_pretraining(name: str, area: dict[str, Any], config: dict[str, Any]) -> None:
-    pretrain = area_section(config, area, "pretrain")
-    others = [other for other in pretrain["with_areas"] if other != name]
+    others = shared_pretraining_areas(config, name)
     for other in others:
         if other not in config["areas"]:
             raise ConfigError(f"areas.{name}.pretrain.with_areas: no area named {other!r} "
                               f"(areas: {', '.join(config['areas'])})")
-    if others and pretrain["from"]:
+    if others and area_section(config, area, "pretrain")["from"]:
         raise ConfigError(f"areas.{name}.pretrain: from and with_areas are both set, but an area that starts "
                           "from another checkpoint runs no pretraining of its own")
 
