@@ -393,7 +393,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     counts = training.class_pixels()
     class_weight = torch.tensor(counts.sum() / (2 * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     if not len(validation):
-        log.warning("no held-out patch: validation F1 is taken on training patches")
+        (log.warning if settings.validation_fraction > 0 else log.info)(
+            "no held-out patch: validation F1 is taken on training patches")
         validation = training
     val_items = _validation_items(validation, labels="check" if unit == "own label" else "labels",
                                   max_patches=1024 if unit == "own label" else 64)
