@@ -9,10 +9,10 @@ Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, pa
 Each variant overrides the `model`, `pretrain`, `train` and `patches` (training patches) settings the
 area's run used (`config.yaml` plus the config files given, as Snakemake merges them), and may add
 labels of one's own (`"labels": {"path": ..., "weight": 1, "holdout": 0.3}`, as
-`areas.<name>.labels`), pretrain with other areas' patches (`"pretrain": {"with_areas": ["demo"]}`), or clean the consensus labels it trains on (`"consensus": {"erode_px": 2,
-"min_patch_px": 0}`, as the `consensus` settings; scores still split agree / disagree by the area's own
-consensus). One that changes `pretrain` or the encoder's `model` settings is pretrained
-again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
+`areas.<name>.labels`), pretrain with other areas' patches (`"pretrain": {"with_areas": ["demo"]}`),
+or clean the consensus labels it trains on (`"consensus": {"erode_px": 2, "min_patch_px": 0}`, as the
+`consensus` settings; scores still split agree / disagree by the area's own consensus). One that
+changes `pretrain` or the encoder's `model` settings is pretrained again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
 others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them
 (`cropmap train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every
 run it prints the F1 against the area's reference over all observed pixels, where the products agree
