@@ -13,6 +13,7 @@ probability (>= 0.5), over all pixels both maps and the reference observe.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,8 @@ from rasterio.windows import from_bounds
 from cropmap.config import load_config
 from cropmap.conventions import NODATA
 
-
-def f1(predicted: np.ndarray, truth: np.ndarray) -> float:
-    return float(2 * np.sum(predicted & truth) / max(predicted.sum() + truth.sum(), 1))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from label_noise import f1  # noqa: E402
 
 
 def seed_scores(area: str, variant: str, seed: int, reference: str) -> list[float]:

@@ -459,8 +459,15 @@ class SeasonBatches:
         self.dataset, self.steps, self.batch_size, self.seed = dataset, steps, batch_size, seed
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int, int]]]:
-        rng = np.random.default_rng(self.seed)
         sizes = np.diff(self.dataset.starts)
+        if len(sizes) == 1:  # one season: `BudgetSampler`'s draws, so an area pretrained alone keeps its batches
+            only = self.dataset.groups[0]
+            draws = iter(BudgetSampler(len(only), self.steps * self.batch_size, max_offset=only.size - only.crop,
+                                       seed=self.seed))
+            for _ in range(self.steps):
+                yield [(0, *next(draws)) for _ in range(self.batch_size)]
+            return
+        rng = np.random.default_rng(self.seed)
         for group in rng.choice(len(sizes), size=self.steps, p=sizes / sizes.sum()):
             patches = self.dataset.groups[group]
             positions = rng.integers(0, len(patches), self.batch_size)

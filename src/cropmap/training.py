@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cropmap.conventions import NODATA
@@ -202,8 +203,6 @@ def _check_finite(loss: torch.Tensor, step: int, name: str, last_good: str | Non
 
 def _loader(dataset: PatchDataset, *, batch_size: int, draws: int, seed: int, workers: int, device: torch.device):
     """Batches of `draws` patches drawn with replacement (a fixed budget), read by `workers` processes."""
-    from torch.utils.data import DataLoader
-
     sampler = BudgetSampler(len(dataset), draws, max_offset=dataset.size - dataset.crop, seed=seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=device.type == "cuda")
@@ -279,40 +278,31 @@ def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_pa
     season's first day, its stores); a batch is drawn from one of them, in proportion to their patches."""
     rng = _seed_everything(settings.seed)
     device = pick_device()
-    dataset = PatchDataset(stores, crop=settings.patch_size)
     season_starts = [settings.season_start, *(start for start, _ in other_seasons)]
-    if other_seasons:
-        dataset = SeasonPatches([dataset, *(PatchDataset(more, crop=settings.patch_size) for _, more in other_seasons)])
-    groups = dataset.groups if other_seasons else [dataset]
+    dataset = SeasonPatches([PatchDataset(season, crop=settings.patch_size)
+                             for season in (stores, *(more for _, more in other_seasons))])
     bands = dataset.bands
     mean, std = band_statistics(dataset, seed=settings.seed)
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
     config = ModelConfig(in_bands=len(bands), **{**dataclasses.asdict(settings.model), "series_skip": False,
                                                    "series_hidden": 0})
-    group_dates = [_dates(group, start, config, device) for group, start in zip(groups, season_starts)]
+    season_dates = [_dates(group, start, config, device) for group, start in zip(dataset.groups, season_starts)]
     model = SpatioTemporalNet(config).to(device)
     mixed_precision, scaler = autocast(device)
     opt = _Optimiser(model, settings.learning_rate, scaler)
     rows: list[dict[str, float]] = []
     start = time.time()
     steps = settings.steps
-    if other_seasons:
-        from torch.utils.data import DataLoader
-
-        loader = DataLoader(dataset, batch_sampler=SeasonBatches(dataset, steps=steps, batch_size=settings.batch_size,
-                                                                 seed=settings.seed),
-                            num_workers=workers, pin_memory=device.type == "cuda")
-    else:
-        loader = _loader(dataset, batch_size=settings.batch_size, draws=steps * settings.batch_size,
-                         seed=settings.seed, workers=workers, device=device)
+    loader = DataLoader(dataset, batch_sampler=SeasonBatches(dataset, steps=steps, batch_size=settings.batch_size,
+                                                             seed=settings.seed),
+                        num_workers=workers, pin_memory=device.type == "cuda")
     progress = tqdm(loader, total=steps, desc="pretrain", unit="step")
     for step, batch in enumerate(progress, start=1):
         # only clear observations are masked and scored: gap-filled values are straight lines
         observed = batch["observed"].numpy() if settings.observed_only else None
         veg = vegetation_mask(batch["reflectance"].numpy(), bands, threshold=settings.ndvi_threshold, observed=observed)
         mask_np = veg & (rng.uniform(size=veg.shape) < settings.mask_ratio)
-        doy = group_dates[int(batch["group"][0])] if other_seasons else group_dates[0]
-        x, doys = _inputs(batch, mean_t, std_t, doy, device)
+        x, doys = _inputs(batch, mean_t, std_t, season_dates[int(batch["group"][0])], device)
         mask = torch.from_numpy(mask_np).to(device)
         with mixed_precision:
             recon = model.reconstruct(x, doys, mask)
@@ -330,7 +320,7 @@ def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_pa
     save_checkpoint(out_path, payload)
     if rows:
         _write_curve(curve_csv, rows, curve_png, "masked reconstruction (standardised MSE)")
-    return {"final_mse": rows[-1]["masked_mse"] if rows else None, "patches": len(dataset), "seasons": len(groups)}
+    return {"final_mse": rows[-1]["masked_mse"] if rows else None, "patches": len(dataset), "seasons": len(dataset.groups)}
 
 
 def _f1(pred: np.ndarray, labels: np.ndarray) -> float:
