@@ -19,7 +19,8 @@ run it prints the F1 against the area's reference over all observed pixels, wher
 (the consensus labels the pixel) and where they disagree, precision, recall, and the CPU seconds of
 pretraining, training and prediction (user + system time of the child processes); then each
 variant's mean ± sd per area. `--forest` adds the project's random forest (`cropmap
-random-forest`) with the same seeds. Results are appended to `results/variants.jsonl`.
+random-forest`) with the same seeds. Results are appended to `results/variants.jsonl`,
+with the commit and config files that made them.
 """
 
 from __future__ import annotations
@@ -168,6 +169,17 @@ def scores(config: dict, area: str, predictions: list[Path]) -> dict:
     return out
 
 
+def _git_commit() -> str:
+    """HEAD's commit, with "+dirty" when the work tree has changes ("" outside a git checkout)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return commit + ("+dirty" if dirty else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--areas", required=True)
@@ -179,6 +191,8 @@ def main() -> None:
     config = merged_config(args.configfile)
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [(name, json.loads(text)) for name, text in args.variant]
+    # which code and which config files made each record (results/variants.jsonl outlives the run)
+    provenance = {"commit": _git_commit(), "configfiles": args.configfile}
     records = []
     for area in args.areas.split(","):
         root = Path("results") / area
@@ -195,7 +209,7 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             log = out / "log.txt"
             log.write_text("")
-            record = {"area": area, "variant": name, "seed": seed, "overrides": overrides}
+            record = {"area": area, "variant": name, "seed": seed, "overrides": overrides, **provenance}
             start = time.time()
             if overrides is None:
                 model = out / "model.joblib"
