@@ -13,18 +13,15 @@ probability (>= 0.5), over all pixels both maps and the reference observe.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.windows import from_bounds
 
+from cropmap.assessment import binary_metrics
 from cropmap.config import load_config
 from cropmap.conventions import NODATA
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from label_noise import f1  # noqa: E402
 
 
 def seed_scores(area: str, variant: str, seed: int, reference: str) -> list[float]:
@@ -38,11 +35,11 @@ def seed_scores(area: str, variant: str, seed: int, reference: str) -> list[floa
             window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
             t = src.read(1, window=window, boundless=True, fill_value=NODATA)
         valid = (classes != NODATA) & (t != NODATA)
-        network.append(p_network[valid]), forest.append(p_forest[valid]), truth.append(t[valid] == 1)
+        network.append(p_network[valid]), forest.append(p_forest[valid]), truth.append(t[valid])
     if not truth:
         raise SystemExit(f"no predictions of {area} / {variant} / seed {seed}: run train_variants.py first")
     p_network, p_forest, t = map(np.concatenate, (network, forest, truth))
-    return [f1(p_network >= 50, t), f1(p_forest >= 50, t), f1((p_network + p_forest) / 2 >= 50, t)]
+    return [binary_metrics((p >= 50).astype(np.uint8), t)["f1"] for p in (p_network, p_forest, (p_network + p_forest) / 2)]
 
 
 def main() -> None:
