@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["build_tile_cube", "dask_client", "read_items_for_tile", "read_threads", "reflectance_scaling", "tile_cube_step"]
 
-# time steps read in one go: fewer dask graphs, while memory stays bounded (~3 MB per 512 px step)
-READ_BATCH_STEPS = 24
+# bytes of scene pixels read in one go (56 time steps of a 512 px tile, 14 of a 1,024 px one): memory
+# stays bounded, and batches are few, since the last reads of each batch leave most read threads idle
+# (over HTTP, each batch ends with its slowest round trips: benchmarks/sits_http.py)
+READ_BATCH_BYTES = 160 * 2**20
 
 
 def reflectance_scaling(item: pystac.Item, asset_key: str) -> tuple[float, float]:
@@ -178,7 +180,7 @@ def _composite_all(sources: _TileSources, periods: list[tuple[dt.date, dt.date]]
     selections = [(p, sel) for p, sel in selections if sel.size]
     scenes_used, skipped = 0, []
     with tqdm(total=len(selections), desc=f"tile {tile_id}", unit="period") as progress:
-        for batch in _batches(selections, max_steps=READ_BATCH_STEPS):
+        for batch in _batches(selections, max_steps=max(1, READ_BATCH_BYTES // _step_bytes(sources.loads))):
             batch_steps = np.concatenate([sel for _, sel in batch])
             arrays, kept, failed = _read_steps(sources.loads, batch_steps, days, sources.day_items, sources.retry,
                                                sources.read_threads)
@@ -333,6 +335,12 @@ def read_threads(items: Sequence[pystac.Item], asset_keys: Sequence[str], remote
     hrefs = (item.assets[key].get_absolute_href() or item.assets[key].href
              for item in items for key in asset_keys if key in item.assets)
     return remote_threads if any(href.startswith(_REMOTE) for href in hrefs) else available_cores()
+
+
+def _step_bytes(loads: dict[_BandGrid, xr.Dataset]) -> int:
+    """Bytes of one time step's pixels, every band on its grid."""
+    return sum(int(np.prod(grid.geobox.shape)) * sum(var.dtype.itemsize for var in data.data_vars.values())
+               for grid, data in loads.items())
 
 
 def _batches(selections: list[tuple[int, np.ndarray]], *, max_steps: int) -> list[list[tuple[int, np.ndarray]]]:
