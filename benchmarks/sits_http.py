@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing as mp
+import os
 import re
 import statistics
 import subprocess
@@ -107,6 +108,11 @@ class DelayedRangeServer:
 
     def reset(self, delay_s: float) -> None:
         self.delay.value, self.requests.value, self.sent.value = delay_s, 0, 0
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (Linux): it shares this machine's cores with the build."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         self.process.terminate()
@@ -194,18 +200,20 @@ def main() -> None:
                 measured = []
                 for delay in args.delays:
                     server.reset(delay / 1000)
+                    cpu = server.cpu_seconds()
                     s = seconds(1000 * k + int(delay))
-                    measured.append((s, s / local, server.requests.value, server.sent.value))
+                    measured.append((s, s / local, server.requests.value, server.sent.value, server.cpu_seconds() - cpu))
                 rounds.append((local, measured))
             print(f"\none 512 x 512 px tile, {len(items)} scenes x {len(settings.bands) + 1} assets, "
                   f"sits.read_threads {settings.read_threads}; median of {args.rounds} interleaved round(s), "
                   + ("builds in this process, warm" if args.same_process else "each build in a new process"))
             print(f"  {'local files':<28}: {statistics.median(r[0] for r in rounds):6.1f} s  1.00x")
             for d, delay in enumerate(args.delays):
-                s, ratio, requests, sent = (statistics.median(r[1][d][j] for r in rounds) for j in range(4))
+                s, ratio, requests, sent, server_cpu = (statistics.median(r[1][d][j] for r in rounds) for j in range(5))
                 ratios = sorted(r[1][d][1] for r in rounds)
                 print(f"  {f'HTTP, {delay:g} ms per request':<28}: {s:6.1f} s  {ratio:4.2f}x  "
-                      f"(rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x)  {requests:,.0f} requests, {sent / 1e6:.0f} MB")
+                      f"(rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x)  {requests:,.0f} requests, {sent / 1e6:.0f} MB, "
+                      f"server CPU {server_cpu:.2f} s")
             print("  (issue 22: the 50 ms build within 1.5x the local one)")
         finally:
             server.close()
