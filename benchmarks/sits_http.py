@@ -183,12 +183,12 @@ def main() -> None:
             if args.same_process:
                 build_tile_cube(items=items, tile=tile, settings=settings)  # imports and GDAL set-up
 
-            def seconds(source) -> float:
+            def seconds(run: int | None) -> float:
+                """One build from the local files (`run` None) or from the server's URLs of `run`."""
                 if not args.same_process:
-                    url, run = (server.url, source) if source is not items else ("", 0)
-                    return _child_seconds(root, args.scenes, url, run, args.read_threads)
-                if source is not items:
-                    source = _served(items, root, server.url, run=source)
+                    return _child_seconds(root, args.scenes, server.url if run is not None else "", run or 0,
+                                          args.read_threads)
+                source = items if run is None else _served(items, root, server.url, run=run)
                 start = time.perf_counter()
                 build_tile_cube(items=source, tile=tile, settings=settings)
                 return time.perf_counter() - start
@@ -196,7 +196,7 @@ def main() -> None:
             # interleaved rounds, ratios within a round: a shared machine's speed drifts by a third
             rounds = []
             for k in range(args.rounds):
-                local = seconds(items)
+                local = seconds(None)
                 measured = []
                 for delay in args.delays:
                     server.reset(delay / 1000)
