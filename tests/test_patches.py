@@ -1,8 +1,6 @@
 """Training data as a sample: patches drawn from observed or labelled pixels, stored per block,
 read back a patch at a time, with whole blocks held out for validation."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import rasterio
@@ -23,7 +21,7 @@ BANDS = ["B02", "B03", "B04", "B08"]
 TIMES = np.array(["2023-04-05", "2023-05-05", "2023-06-04", "2023-07-04", "2023-08-03"], "datetime64[ns]")
 PRETRAIN = PretrainPatchSettings(size=16, per_tile=12, seed=0)
 TRAIN = TrainPatchSettings(size=16, per_tile=20, seed=0, follow_labelled_share=False, crop_share=0.25,
-                           own_holdout=0.0, min_observed_share=0.0)
+                           own_holdout=0.0)
 
 
 @settings(max_examples=50, deadline=None)
@@ -140,27 +138,6 @@ def test_training_store_holds_labelled_centres_in_the_requested_balance(block_fi
         centre_classes.append(item["labels"][8, 8])
     assert set(np.unique(centre_classes)) <= {0, 1}
     assert np.sum(np.array(centre_classes[:20]) == 1) == 5  # crop_share 0.25 of 20 in the first tile
-
-
-def test_training_labels_need_the_requested_share_of_clear_periods(block_files, tmp_path):
-    root, cubes, tiles = block_files
-    settings = dataclasses.replace(TRAIN, min_observed_share=0.6)
-    write_block_patches(kind="train", cube_paths=cubes, label_paths=[str(root / "labels.tif")], block="bx0001y0002",
-                        settings=settings, out_path=tmp_path / "train.nc")
-    import netCDF4
-
-    with netCDF4.Dataset(tmp_path / "train.nc") as ds:
-        rows, cols, tile_of = ds["row"][:], ds["col"][:], list(ds["tile"][:])
-    dataset = PatchDataset([PatchStore.open(tmp_path / "train.nc")])
-    labelled_seen = 0
-    for k in range(len(dataset)):
-        cube = open_cube(cubes[[t.id for t in tiles].index(tile_of[k])])
-        window = dict(y=slice(rows[k], rows[k] + 16), x=slice(cols[k], cols[k] + 16))
-        clear_share = (cube["clear_count"].isel(**window).values > 0).mean(axis=0)
-        labels = dataset[k]["labels"]
-        assert np.all(labels[clear_share < 0.6] == 255)  # 3 of the 5 periods clear at least
-        labelled_seen += int(np.sum(labels != 255))
-    assert labelled_seen > 0
 
 
 def test_sampler_is_a_fixed_seeded_budget():

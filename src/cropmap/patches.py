@@ -209,8 +209,7 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
                     rows, cols = draw_observed_centres(observed_px, count, rng)
                 else:
                     labels = read_window(label_paths, _bounds(cube), name=tile_id)
-                    labels = np.where(observed_px & _observed_enough(cube, settings.min_observed_share), labels,
-                                      NODATA).astype(np.uint8)
+                    labels = np.where(observed_px, labels, NODATA).astype(np.uint8)
                     count = tile_patch_count(settings.per_tile, float(np.mean(labels != NODATA)),
                                              follow_share=settings.follow_labelled_share)
                     rows, cols, _ = draw_labelled_centres(labels, count, rng, crop_share=settings.crop_share)
@@ -233,13 +232,6 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
             if writer is not None:
                 writer.close()
     return written
-
-
-def _observed_enough(cube, share: float) -> np.ndarray | bool:
-    """(H, W) pixels clear in at least `share` of the cube's periods (True for a share of 0)."""
-    if share <= 0:
-        return True
-    return (cube["clear_count"].values > 0).mean(axis=0) >= share
 
 
 def _with_own_labels(cube, labels: np.ndarray, own: OwnLabels, per_tile: int, observed: np.ndarray,

@@ -155,7 +155,6 @@ class PretrainPatchSettings:
 class TrainPatchSettings(PretrainPatchSettings):
     follow_labelled_share: bool
     crop_share: float | None
-    min_observed_share: float  # share of composite periods a labelled pixel must be clear in
     own_holdout: float  # share of one's own labels held out (`cropmap.own_labels`)
 
 
