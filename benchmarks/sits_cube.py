@@ -67,9 +67,14 @@ def _config(root: Path, scenes: int) -> dict:
 
 def demo_tile(root: Path, scenes: int):
     """(config, items, sits settings, tile) of the benchmark's one-tile demo area, written under `root`."""
-    config = _config(root, scenes)
     print(f"writing the demo tile with {scenes} scenes ...", flush=True)
-    make_demo(settings=typed_settings(config, "bench", "demo"), out_dir=root)
+    make_demo(settings=typed_settings(_config(root, scenes), "bench", "demo"), out_dir=root)
+    return written_demo_tile(root, scenes)
+
+
+def written_demo_tile(root: Path, scenes: int):
+    """`demo_tile` of a demo already written under `root` (for another process that reads it)."""
+    config = _config(root, scenes)
     items = list(search_items(settings=typed_settings(config, "bench", "search")))
     settings = typed_settings(config, "bench", "sits")
     return config, items, settings, tiles_for_area(settings.grid)[0]

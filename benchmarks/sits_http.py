@@ -26,7 +26,6 @@ import multiprocessing as mp
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sits_cube import _config, demo_tile  # noqa: E402  (the same tile and scenes as the local benchmark)
+from sits_cube import demo_tile, written_demo_tile  # noqa: E402  (the same tile and scenes as the local benchmark)
 
 from cropmap.sits import build_tile_cube  # noqa: E402
 
@@ -133,13 +132,7 @@ def _served(items, root: Path, url: str, run: int):
 
 def _build_seconds(root: Path, scenes: int, url: str, run: int, read_threads: int | None) -> float:
     """Seconds to build the benchmark tile's cube from local files (`url` "") or from the server."""
-    from cropmap.config import typed_settings
-    from cropmap.grid import tiles_for_area
-    from cropmap.search import search_items
-
-    config = _config(root, scenes)
-    items = list(search_items(settings=typed_settings(config, "bench", "search")))
-    settings = typed_settings(config, "bench", "sits")
+    _, items, settings, tile = written_demo_tile(root, scenes)
     if read_threads:
         settings = dataclasses.replace(settings, read_threads=read_threads)
     source = _served(items, root, url, run) if url else items
@@ -149,19 +142,14 @@ def _build_seconds(root: Path, scenes: int, url: str, run: int, read_threads: in
 
     import cropmap.scenes  # noqa: F401
     start = time.perf_counter()
-    build_tile_cube(items=source, tile=tiles_for_area(settings.grid)[0], settings=settings)
+    build_tile_cube(items=source, tile=tile, settings=settings)
     return time.perf_counter() - start
 
 
 def _child_seconds(root: Path, scenes: int, url: str, run: int, read_threads: int | None) -> float:
     """`_build_seconds` in a new Python process, as a tile job builds its cube."""
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
-            f"from sits_http import _build_seconds; from pathlib import Path; "
-            f"print(_build_seconds(Path({str(root)!r}), {scenes}, {url!r}, {run}, {read_threads!r}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(out.stderr[-3000:])
-    return float(out.stdout.strip().splitlines()[-1])
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_build_seconds, (root, scenes, url, run, read_threads))
 
 
 def main() -> None:
