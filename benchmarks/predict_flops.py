@@ -1,7 +1,7 @@
 """How much of the machine's compute `predict` uses: its FLOP rate against a plain matmul's.
 
 Usage: python benchmarks/predict_flops.py [--area demo] [--tiles 4] [--width W --heads H --layers L]
-                                          [--cube results/demo/sits/TILE.nc] [--rounds 3]
+                                          [--cube results/demo/sits/TILE.nc] [--rounds 3] [--processes N]
 
 1. The model's cost per pixel: torch's `FlopCounterMode` over one forward pass of a `predict.window`
    px window (convolutions, matmuls and attention; element-wise work is not counted), divided by
@@ -17,7 +17,9 @@ Usage: python benchmarks/predict_flops.py [--area demo] [--tiles 4] [--width W -
 Speed does not depend on the weights or the values, so the model is randomly initialised at the
 area's model size (or --width/--heads/--layers, e.g. STCLN's 64/8/2 as a larger size), and the cube is
 random unless `--cube` names a real one. Rounds interleave the matmul and the prediction (a shared
-machine's speed drifts); medians are printed.
+machine's speed drifts); medians are printed. `--processes N` predicts the tiles in N processes of
+one thread each (as N `cropmap predict --threads 1` jobs would run side by side), against the
+matmul on the N threads of one process.
 """
 
 from __future__ import annotations
@@ -72,6 +74,26 @@ def timed(fn) -> tuple[float, float, float, int]:
     return wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt
 
 
+_worker: dict = {}
+
+
+def _start_worker(model_settings: dict, x: np.ndarray, doy: np.ndarray, predict) -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    dates, bands = x.shape[:2]
+    model = SpatioTemporalNet(ModelConfig(in_bands=bands, n_dates=dates, **model_settings)).eval()
+    _worker.update(model=model, x=x, doy=doy, predict=predict)
+    _predict_tile(warm_up=True)
+
+
+def _predict_tile(_: int = 0, *, warm_up: bool = False) -> tuple[float, float, float, int]:
+    w = _worker
+    window = w["predict"].window
+    x = w["x"][:, :, :window, :window] if warm_up else w["x"]
+    return timed(lambda: predict_probability(w["model"], x, w["doy"], window=window, overlap=w["predict"].overlap,
+                                             batch_size=w["predict"].batch_size, progress=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--area", default="demo")
@@ -81,6 +103,8 @@ def main() -> None:
     parser.add_argument("--heads", type=int)
     parser.add_argument("--layers", type=int, help="temporal layers")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=1, help="processes of one thread each (default: one "
+                        "process on every thread)")
     args = parser.parse_args()
 
     config = load_config(str(REPO / "config.yaml"))
@@ -113,17 +137,31 @@ def main() -> None:
     computed = len(window_starts(h, window, stride)) * len(window_starts(w, window, stride)) * window**2
     threads = torch.get_num_threads()
 
-    def run() -> None:
-        for _ in range(args.tiles):
-            predict_probability(model, x, doy, window=predict.window, overlap=predict.overlap,
-                                batch_size=predict.batch_size, progress=False)
+    pool = None
+    if args.processes > 1:
+        import multiprocessing
 
-    predict_probability(model, x[:, :, :predict.window, :predict.window], doy, window=predict.window,
-                        overlap=predict.overlap, batch_size=1, progress=False)  # warm-up
+        pool = multiprocessing.get_context("spawn").Pool(args.processes, initializer=_start_worker,
+                                                         initargs=(model_settings, x, doy, predict))
+
+        def run() -> tuple[float, float, float, int]:
+            start = time.perf_counter()
+            per_tile = pool.map(_predict_tile, range(args.tiles), chunksize=1)
+            return (time.perf_counter() - start, *(sum(values) for values in list(zip(*per_tile))[1:]))
+    else:
+        _worker.update(model=model, x=x, doy=doy, predict=predict)
+        _predict_tile(warm_up=True)
+
+        def run() -> tuple[float, float, float, int]:
+            return timed(lambda: [_predict_tile() for _ in range(args.tiles)])
+
     rates, runs = [], []
     for _ in range(args.rounds):
         rates.append(matmul_gflops())
-        runs.append(timed(run))
+        runs.append(run())
+    if pool is not None:
+        pool.close()
+        pool.join()
     peak = statistics.median(rates)
     wall, user, system, faults = (statistics.median(values) for values in zip(*runs))
     pixels = args.tiles * h * w
@@ -131,7 +169,8 @@ def main() -> None:
     print(f"model: width {model_settings['width']}, heads {model_settings['heads']}, "
           f"{model_settings['temporal_layers']} temporal layer(s), series_skip {model_settings['series_skip']}; "
           f"{dates} dates x {bands} bands; window {predict.window}, overlap {predict.overlap}, "
-          f"batch {predict.batch_size}; {threads} threads")
+          f"batch {predict.batch_size}; "
+          + (f"{args.processes} processes of 1 thread" if pool is not None else f"{threads} threads"))
     print(f"cost per pixel (FlopCounterMode, one {predict.window} px window): {per_pixel / 1e6:.3f} MFLOP "
           f"({seen / 1e6:.3f} MFLOP without the temporal encoder, which the fused layer hides from the counter)")
     print(f"fp32 torch.mm 2048^2 on {threads} threads: {peak:.1f} GFLOP/s (median of {args.rounds})")
@@ -142,7 +181,9 @@ def main() -> None:
                        ("work done (full cost x window pixels)", useful * computed / (h * w)),
                        ("issue 22's count (cost without the encoder x tile pixels)", useful * seen / per_pixel)):
         print(f"  {name:<60}: {rate:5.1f} GFLOP/s = {100 * rate / peak:4.1f} % of the matmul rate")
-    print(f"peak memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    who = resource.RUSAGE_CHILDREN if pool is not None else resource.RUSAGE_SELF
+    print(f"peak memory (max RSS{' of a process' if pool is not None else ''}): "
+          f"{resource.getrusage(who).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
