@@ -354,7 +354,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     else:
         train_at, val_at, unit = split_validation(dataset, fraction=settings.validation_fraction, seed=settings.seed)
     training, validation = dataset.subset(train_at), dataset.subset(val_at)
-    log.info("%d training patches; validation on %d patches of held-out %ss", len(training), len(validation), unit)
+    log.info("%d training patches; %s", len(training),
+             f"validation on {len(validation)} patches of held-out {unit}s" if len(validation) else "none held out")
     # the series skip is the classifier's, not the encoder's: training decides it
     skip = {"series_skip": settings.model.series_skip, "series_hidden": settings.model.series_hidden,
             "n_dates": len(dataset.times) if settings.model.series_skip else 0}
