@@ -6,7 +6,7 @@ consensus labels) and appends them to one chunked netCDF store per block, one ch
   `pretrain_per_tile` times the tile's observed share;
 - training patches are centred on consensus-labelled pixels, `crop_share` of them on crop (None:
   as the labels come), `train_per_tile` per tile, times the tile's labelled share when
-  `follow_labelled_share`, or its observed share when `follow_observed_share`.
+  `follow_labelled_share`.
 Random draws are seeded by (seed, tile id), so a tile's patches do not depend on the rest of the
 area. `pretrain` and `train` read the stores through `PatchDataset`, a patch at a time, so their
 memory depends on the batch, not on the area.
@@ -210,9 +210,8 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
                 else:
                     labels = read_window(label_paths, _bounds(cube), name=tile_id)
                     labels = np.where(observed_px, labels, NODATA).astype(np.uint8)
-                    share, follow = ((np.mean(labels != NODATA), True) if settings.follow_labelled_share else
-                                     (observed_px.mean(), settings.follow_observed_share))
-                    count = tile_patch_count(settings.per_tile, float(share), follow_share=follow)
+                    count = tile_patch_count(settings.per_tile, float(np.mean(labels != NODATA)),
+                                             follow_share=settings.follow_labelled_share)
                     rows, cols, _ = draw_labelled_centres(labels, count, rng, crop_share=settings.crop_share)
                     if own_labels_path:
                         if own is None:

@@ -154,7 +154,6 @@ class PretrainPatchSettings:
 @_settings
 class TrainPatchSettings(PretrainPatchSettings):
     follow_labelled_share: bool
-    follow_observed_share: bool
     crop_share: float | None
     own_holdout: float  # share of one's own labels held out (`cropmap.own_labels`)
 
