@@ -1,8 +1,6 @@
 """Training data as a sample: patches drawn from observed or labelled pixels, stored per block,
 read back a patch at a time, with whole blocks held out for validation."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import rasterio
@@ -22,8 +20,8 @@ from cropmap.settings import (ModelSettings, PretrainPatchSettings, PretrainSett
 BANDS = ["B02", "B03", "B04", "B08"]
 TIMES = np.array(["2023-04-05", "2023-05-05", "2023-06-04", "2023-07-04", "2023-08-03"], "datetime64[ns]")
 PRETRAIN = PretrainPatchSettings(size=16, per_tile=12, seed=0)
-TRAIN = TrainPatchSettings(size=16, per_tile=20, seed=0, follow_labelled_share=False, spread_block_total=False,
-                           crop_share=0.25, own_holdout=0.0)
+TRAIN = TrainPatchSettings(size=16, per_tile=20, seed=0, follow_labelled_share=False, crop_share=0.25,
+                           own_holdout=0.0)
 
 
 @settings(max_examples=50, deadline=None)
@@ -140,15 +138,6 @@ def test_training_store_holds_labelled_centres_in_the_requested_balance(block_fi
         centre_classes.append(item["labels"][8, 8])
     assert set(np.unique(centre_classes)) <= {0, 1}
     assert np.sum(np.array(centre_classes[:20]) == 1) == 5  # crop_share 0.25 of 20 in the first tile
-
-
-def test_a_blocks_training_patches_can_be_spread_by_the_tiles_labelled_shares(block_files, tmp_path):
-    root, cubes, tiles = block_files
-    settings = dataclasses.replace(TRAIN, spread_block_total=True)
-    counts = write_block_patches(kind="train", cube_paths=cubes, label_paths=[str(root / "labels.tif")],
-                                 block="bx0001y0002", settings=settings, out_path=tmp_path / "train.nc")
-    # the first tile is labelled everywhere, the second on its observed left half: 2 x 20 patches, 2 : 1
-    assert counts == {tiles[0].id: 27, tiles[1].id: 13}
 
 
 def test_sampler_is_a_fixed_seeded_budget():

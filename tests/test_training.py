@@ -133,7 +133,7 @@ def demo_tile(tmp_path_factory):
     for kind in ("pretrain", "train"):
         write_block_patches(kind=kind, cube_paths=[str(root / "cube.nc")], label_paths=[str(root / "labels.tif")],
                             block=block_id, settings=TrainPatchSettings(size=32, per_tile=48, seed=0, crop_share=0.5,
-                                                                  follow_labelled_share=False, spread_block_total=False, own_holdout=0.0),
+                                                                  follow_labelled_share=False, own_holdout=0.0),
                             out_path=root / f"{kind}.nc")
         stores[kind] = [PatchStore.open(root / f"{kind}.nc")]
     return stores

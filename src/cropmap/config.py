@@ -379,7 +379,7 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
                             "consensus": c["consensus"]},
     "pretrain_patches": lambda c, a: _patch_settings(area_section(c, a, "patches"), "pretrain_per_tile"),
     "train_patches": lambda c, a: {**_patch_settings(area_section(c, a, "patches"), "train_per_tile"),
-                                   **{k: area_section(c, a, "patches")[k] for k in ("follow_labelled_share", "spread_block_total", "crop_share")},
+                                   **{k: area_section(c, a, "patches")[k] for k in ("follow_labelled_share", "crop_share")},
                                    "own_holdout": a["labels"]["holdout"] if a.get("labels") else 0.0},
     # `from` names the train job's input, not a pretraining setting
     "pretrain": lambda c, a: {"model": {**area_section(c, a, "model"), "series_skip": False, "series_hidden": 0},

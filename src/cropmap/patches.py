@@ -182,6 +182,9 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
     tile) with a patch of its own; the held-out ones go to the store's `check` only.
     Memory: one tile cube at a time.
     """
+    from cropmap.labels import read_window
+    from cropmap.cube import open_cube
+
     if kind == TRAIN and not label_paths:
         raise DataError("training patches need the block's label file")
     if not cube_paths:
@@ -191,23 +194,24 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
     own = own_px = check = None
     with atomic_path(out_path) as tmp:
         writer = None
-        # the block's total kept, spread over its tiles by their labelled shares
-        shares = ({path: float(np.mean(_tile(path, label_paths)[3] != NODATA)) for path in cube_paths}
-                  if kind == TRAIN and settings.spread_block_total else None)
         try:
             for path in cube_paths:
-                cube, tile_id, observed_px, labels = _tile(path, label_paths if kind == TRAIN else None)
+                cube = open_cube(path)
+                halo = int(cube.attrs.get("halo_px", 0))
+                if halo:  # patches come from the tile itself; the halo is context for inference
+                    cube = cube.isel(y=slice(halo, -halo), x=slice(halo, -halo))
+                tile_id = str(cube.attrs.get("tile", Path(path).stem))
+                observed_px = cube["never_observed"].values == 0
                 rng = tile_seed(settings.seed, tile_id)
+                labels = None
                 if kind == PRETRAIN:
                     count = tile_patch_count(settings.per_tile, float(observed_px.mean()), follow_share=True)
                     rows, cols = draw_observed_centres(observed_px, count, rng)
                 else:
-                    if shares:
-                        count = tile_patch_count(settings.per_tile * len(shares), shares[path] / sum(shares.values()),
-                                                 follow_share=True)
-                    else:
-                        count = tile_patch_count(settings.per_tile, float(np.mean(labels != NODATA)),
-                                                 follow_share=settings.follow_labelled_share)
+                    labels = read_window(label_paths, _bounds(cube), name=tile_id)
+                    labels = np.where(observed_px, labels, NODATA).astype(np.uint8)
+                    count = tile_patch_count(settings.per_tile, float(np.mean(labels != NODATA)),
+                                             follow_share=settings.follow_labelled_share)
                     rows, cols, _ = draw_labelled_centres(labels, count, rng, crop_share=settings.crop_share)
                     if own_labels_path:
                         if own is None:
@@ -228,23 +232,6 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
             if writer is not None:
                 writer.close()
     return written
-
-
-def _tile(path, label_paths: Sequence[str] | None):
-    """(cube without its halo, tile id, observed pixels, consensus labels on observed pixels or None)."""
-    from cropmap.cube import open_cube
-    from cropmap.labels import read_window
-
-    cube = open_cube(path)
-    halo = int(cube.attrs.get("halo_px", 0))
-    if halo:  # patches come from the tile itself; the halo is context for inference
-        cube = cube.isel(y=slice(halo, -halo), x=slice(halo, -halo))
-    tile_id = str(cube.attrs.get("tile", Path(path).stem))
-    observed_px = cube["never_observed"].values == 0
-    labels = None
-    if label_paths:
-        labels = np.where(observed_px, read_window(label_paths, _bounds(cube), name=tile_id), NODATA).astype(np.uint8)
-    return cube, tile_id, observed_px, labels
 
 
 def _with_own_labels(cube, labels: np.ndarray, own: OwnLabels, per_tile: int, observed: np.ndarray,

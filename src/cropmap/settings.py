@@ -154,7 +154,6 @@ class PretrainPatchSettings:
 @_settings
 class TrainPatchSettings(PretrainPatchSettings):
     follow_labelled_share: bool
-    spread_block_total: bool
     crop_share: float | None
     own_holdout: float  # share of one's own labels held out (`cropmap.own_labels`)
 
