@@ -18,8 +18,8 @@ Speed does not depend on the weights or the values, so the model is randomly ini
 area's model size (or --width/--heads/--layers, e.g. STCLN's 64/8/2 as a larger size), and the cube is
 random unless `--cube` names a real one. Rounds interleave the matmul and the prediction (a shared
 machine's speed drifts); medians are printed. `--processes N` predicts the tiles in N processes of
-one thread each (as N `cropmap predict --threads 1` jobs would run side by side), against the
-matmul on the N threads of one process.
+one thread each (as N `cropmap predict --threads 1` jobs would run side by side), against the same
+matmul (one process on every thread).
 """
 
 from __future__ import annotations
