@@ -77,12 +77,16 @@ def timed(fn) -> tuple[float, float, float, int]:
 _worker: dict = {}
 
 
+def _random_model(model_settings: dict, *, dates: int, bands: int) -> SpatioTemporalNet:
+    """The model at `model_settings`, seeded, so that every process predicts with the same weights."""
+    torch.manual_seed(0)
+    return SpatioTemporalNet(ModelConfig(in_bands=bands, n_dates=dates, **model_settings)).eval()
+
+
 def _start_worker(model_settings: dict, x: np.ndarray, doy: np.ndarray, predict) -> None:
     torch.set_num_threads(1)
-    torch.manual_seed(0)
     dates, bands = x.shape[:2]
-    model = SpatioTemporalNet(ModelConfig(in_bands=bands, n_dates=dates, **model_settings)).eval()
-    _worker.update(model=model, x=x, doy=doy, predict=predict)
+    _worker.update(model=_random_model(model_settings, dates=dates, bands=bands), x=x, doy=doy, predict=predict)
     _predict_tile(warm_up=True)
 
 
@@ -127,8 +131,7 @@ def main() -> None:
         x = np.random.default_rng(0).standard_normal((dates, len(sits.bands), side, side)).astype(np.float32)
     dates, bands, h, w = x.shape
     doy = np.linspace(5, 5 + 10 * (dates - 1), dates)
-    torch.manual_seed(0)
-    model = SpatioTemporalNet(ModelConfig(in_bands=bands, n_dates=dates, **model_settings)).eval()
+    model = _random_model(model_settings, dates=dates, bands=bands)
 
     seen = flops_per_pixel(model, dates=dates, bands=bands, window=predict.window, full=False)
     per_pixel = flops_per_pixel(model, dates=dates, bands=bands, window=predict.window, full=True)
