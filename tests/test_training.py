@@ -3,11 +3,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cropmap.errors import TrainingError
 from cropmap.patches import PatchStore, PatchWriter
 from cropmap.settings import ModelSettings, PretrainSettings, TrainPatchSettings, TrainSettings
-from cropmap.training import load_checkpoint, pretrain, train
+from cropmap.training import load_checkpoint, pretrain, shifted_series, train
 
 BANDS = ["B02", "B03", "B04", "B08"]
 MODEL = ModelSettings(width=8, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
@@ -234,6 +236,28 @@ def test_keep_last_writes_the_end_of_the_schedule_and_never_stops_early(tmp_path
                    metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
     assert result["steps_run"] == 12 and result["best_step"] == 12
     assert load_checkpoint(tmp_path / "m.pt")["best_step"] == 12
+
+
+@settings(max_examples=30, deadline=None)
+@given(dates=st.integers(1, 12), max_shift=st.integers(0, 3), seed=st.integers(0, 1000))
+def test_a_shifted_series_is_the_patch_own_series_moved_by_a_few_dates(dates, max_shift, seed):
+    torch.manual_seed(seed)
+    x = torch.randn(5, dates, 2, 3, 3)
+    out = shifted_series(x, max_shift=max_shift)
+    assert out.shape == x.shape
+    for b in range(5):
+        # one shift per patch, the same for every band and pixel, the ends repeated
+        fits = [k for k in range(-max_shift, max_shift + 1)
+                if torch.equal(out[b], x[b, (torch.arange(dates) - k).clamp(0, dates - 1)])]
+        assert fits
+
+
+def test_training_with_time_shift_runs_and_learns(tmp_path):
+    stores = [synthetic_store(tmp_path / f"{s}.nc", seed=s) for s in range(2)]
+    settings = dataclasses.replace(SETTINGS, steps=12, time_shift=1, keep="last", calibration="none")
+    result = train(stores=stores, settings=settings, pretrained=None, out_path=tmp_path / "m.pt",
+                   metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
+    assert result["steps_run"] == 12 and result["val_f1"] > 0.5
 
 
 def test_one_pretraining_over_two_seasons_draws_each_batch_from_one_and_fine_tunes_either(tmp_path):

@@ -199,6 +199,7 @@ class TrainSettings:
     patience: int
     use_pretrained: bool
     head_init: str
+    time_shift: int = 0
     seed: int
 
 

@@ -45,7 +45,7 @@ from cropmap.settings import PretrainSettings, TrainSettings, to_dict
 
 log = logging.getLogger(__name__)
 
-__all__ = ["balanced_threshold", "best_f1_threshold", "decision_threshold", "label_loss", "learning_rate_factor", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
+__all__ = ["balanced_threshold", "best_f1_threshold", "decision_threshold", "label_loss", "learning_rate_factor", "shifted_series", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
            "train", "train_step", "vegetation_mask", "visual_similarity_loss"]
 
 NEIGHBOUR_OFFSETS = [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2)]
@@ -145,6 +145,15 @@ def supervised_loss(logits: torch.Tensor, labels: torch.Tensor, own: torch.Tenso
         loss = loss + own_weight * label_loss(logits, labels.masked_fill(~mine, NODATA), class_weight=class_weight,
                                               kind=kind, q=q)
     return loss
+
+
+def shifted_series(x: torch.Tensor, *, max_shift: int) -> torch.Tensor:
+    """Each patch's series (B, T, C, H, W) shifted by a random whole number of dates in
+    [-max_shift, max_shift] (from torch's generator), the first or last date repeated at the ends."""
+    b, t = x.shape[:2]
+    shift = torch.randint(-max_shift, max_shift + 1, (b, 1), device=x.device)
+    source = (torch.arange(t, device=x.device)[None] - shift).clamp(0, t - 1)  # (B, T) date read at each date
+    return torch.gather(x, 1, source[:, :, None, None, None].expand_as(x))
 
 
 def learning_rate_factor(step: int, steps: int, schedule: str) -> float:
@@ -399,6 +408,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     for step, batch in enumerate(progress, start=1):
         model.train()
         x, doys = _inputs(batch, mean_t, std_t, doy, device)
+        if settings.time_shift:
+            x = shifted_series(x, max_shift=settings.time_shift)
         y = batch["labels"].to(device)
         with mixed_precision:
             logits = model(x, doys).float()
