@@ -239,22 +239,35 @@ def test_keep_last_writes_the_end_of_the_schedule_and_never_stops_early(tmp_path
 
 
 @settings(max_examples=30, deadline=None)
-@given(dates=st.integers(1, 12), max_shift=st.integers(0, 3), seed=st.integers(0, 1000))
-def test_a_shifted_series_is_the_patch_own_series_moved_by_a_few_dates(dates, max_shift, seed):
+@given(dates=st.integers(1, 12), max_shift=st.floats(0, 3), seed=st.integers(0, 1000))
+def test_a_shifted_series_is_the_patch_own_series_moved_in_time(dates, max_shift, seed):
     torch.manual_seed(seed)
-    x = torch.randn(5, dates, 2, 3, 3)
-    out = shifted_series(x, max_shift=max_shift)
+    ramp = torch.arange(dates, dtype=torch.float32)  # a series whose value is its date's index
+    x = ramp[None, :, None, None, None].repeat(5, 1, 2, 3, 3) + torch.arange(5.0)[:, None, None, None, None] * 100
+    out = shifted_series(x, max_shift=max_shift) - torch.arange(5.0)[:, None, None, None, None] * 100
     assert out.shape == x.shape
     for b in range(5):
-        # one shift per patch, the same for every band and pixel, the ends repeated
-        fits = [k for k in range(-max_shift, max_shift + 1)
-                if torch.equal(out[b], x[b, (torch.arange(dates) - k).clamp(0, dates - 1)])]
-        assert fits
+        # one shift per patch, the same for every band and pixel, within the bound; the ends repeated
+        series = out[b, :, 0, 0, 0]
+        assert torch.allclose(out[b], series[:, None, None, None].expand_as(out[b]))
+        shift = ramp - series
+        inside = (series > 0) & (series < dates - 1)
+        if inside.any():
+            assert torch.allclose(shift[inside], shift[inside][0], atol=1e-3)
+            assert abs(float(shift[inside][0])) <= max_shift + 1e-3
+        assert float(series.min()) >= 0 and float(series.max()) <= dates - 1
 
 
-def test_training_with_time_shift_runs_and_learns(tmp_path):
+def test_no_shift_leaves_the_series_as_it_is():
+    torch.manual_seed(0)
+    x = torch.randn(64, 6, 2, 2, 2)
+    out = shifted_series(x, max_shift=0.0)
+    assert torch.equal(out, x)
+
+
+def test_training_with_a_time_shift_runs_and_learns(tmp_path):
     stores = [synthetic_store(tmp_path / f"{s}.nc", seed=s) for s in range(2)]
-    settings = dataclasses.replace(SETTINGS, steps=12, time_shift=1, keep="last", calibration="none")
+    settings = dataclasses.replace(SETTINGS, steps=12, time_shift_days=20.0, keep="last", calibration="none")
     result = train(stores=stores, settings=settings, pretrained=None, out_path=tmp_path / "m.pt",
                    metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
     assert result["steps_run"] == 12 and result["val_f1"] > 0.5

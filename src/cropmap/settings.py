@@ -199,7 +199,7 @@ class TrainSettings:
     patience: int
     use_pretrained: bool
     head_init: str
-    time_shift: int = 0
+    time_shift_days: float = 0.0
     seed: int
 
 

@@ -147,13 +147,21 @@ def supervised_loss(logits: torch.Tensor, labels: torch.Tensor, own: torch.Tenso
     return loss
 
 
-def shifted_series(x: torch.Tensor, *, max_shift: int) -> torch.Tensor:
-    """Each patch's series (B, T, C, H, W) shifted by a random whole number of dates in
-    [-max_shift, max_shift] (from torch's generator), the first or last date repeated at the ends."""
+def shifted_series(x: torch.Tensor, *, max_shift: float) -> torch.Tensor:
+    """Each patch's series (B, T, C, H, W) shifted in time by a random number of dates, uniform in
+    [-max_shift, max_shift] (torch's generator), read between two dates by linear interpolation and
+    the first or last date repeated at the ends: a crop sown a few days earlier or later."""
     b, t = x.shape[:2]
-    shift = torch.randint(-max_shift, max_shift + 1, (b, 1), device=x.device)
-    source = (torch.arange(t, device=x.device)[None] - shift).clamp(0, t - 1)  # (B, T) date read at each date
-    return torch.gather(x, 1, source[:, :, None, None, None].expand_as(x))
+    shift = (torch.rand(b, 1, device=x.device) * 2 - 1) * max_shift
+    position = (torch.arange(t, device=x.device, dtype=x.dtype)[None] - shift).clamp(0, t - 1)  # (B, T)
+    below = position.floor().long()
+    above = (below + 1).clamp_max(t - 1)
+    weight = (position - below)[:, :, None, None, None]
+
+    def at(index):
+        return torch.gather(x, 1, index[:, :, None, None, None].expand_as(x))
+
+    return at(below) * (1 - weight) + at(above) * weight
 
 
 def learning_rate_factor(step: int, steps: int, schedule: str) -> float:
@@ -377,6 +385,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
         config = ModelConfig(in_bands=len(bands), **{**dataclasses.asdict(settings.model), **skip})
     mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
     doy = _dates(dataset, settings.season_start, config, device)
+    days = np.asarray(dataset.times, dtype="datetime64[D]").astype(np.int64)
+    date_spacing = float(np.median(np.diff(days))) if len(days) > 1 else 1.0  # days between composites
     model = SpatioTemporalNet(config).to(device)
     if pretrained is not None:
         missing = model.load_state_dict(pretrained["state_dict"], strict=False)
@@ -408,8 +418,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     for step, batch in enumerate(progress, start=1):
         model.train()
         x, doys = _inputs(batch, mean_t, std_t, doy, device)
-        if settings.time_shift:
-            x = shifted_series(x, max_shift=settings.time_shift)
+        if settings.time_shift_days:
+            x = shifted_series(x, max_shift=settings.time_shift_days / date_spacing)
         y = batch["labels"].to(device)
         with mixed_precision:
             logits = model(x, doys).float()
