@@ -3,7 +3,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from cropmap.errors import TrainingError
@@ -238,7 +239,7 @@ def test_keep_last_writes_the_end_of_the_schedule_and_never_stops_early(tmp_path
     assert load_checkpoint(tmp_path / "m.pt")["best_step"] == 12
 
 
-@settings(max_examples=30, deadline=None)
+@hypothesis_settings(max_examples=30, deadline=None)
 @given(dates=st.integers(1, 12), max_shift=st.floats(0, 3), seed=st.integers(0, 1000))
 def test_a_shifted_series_is_the_patch_own_series_moved_in_time(dates, max_shift, seed):
     torch.manual_seed(seed)
