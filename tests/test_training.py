@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from cropmap.errors import TrainingError
 from cropmap.patches import PatchStore, PatchWriter
 from cropmap.settings import ModelSettings, PretrainSettings, TrainPatchSettings, TrainSettings
-from cropmap.training import load_checkpoint, pretrain, shifted_series, train
+from cropmap.training import dropped_dates, load_checkpoint, pretrain, shifted_series, train
 
 BANDS = ["B02", "B03", "B04", "B08"]
 MODEL = ModelSettings(width=8, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
@@ -266,9 +266,21 @@ def test_no_shift_leaves_the_series_as_it_is():
     assert torch.equal(out, x)
 
 
-def test_training_with_a_time_shift_runs_and_learns(tmp_path):
+def test_dropped_dates_drop_whole_pixel_dates_at_the_rate():
+    torch.manual_seed(0)
+    x = torch.randn(8, 10, 3, 16, 16)
+    out = dropped_dates(x, rate=0.25)
+    dropped = (out == 0).all(dim=2)  # (B, T, H, W): every band of a pixel-date together
+    kept = (out == x).all(dim=2)
+    assert (dropped | kept).all()
+    assert abs(float(dropped.float().mean()) - 0.25) < 0.02
+    assert torch.equal(dropped_dates(x, rate=0.0), x)
+
+
+@pytest.mark.parametrize("augmentation", [{"time_shift_days": 20.0}, {"date_dropout": 0.2}])
+def test_training_with_an_augmentation_runs_and_learns(tmp_path, augmentation):
     stores = [synthetic_store(tmp_path / f"{s}.nc", seed=s) for s in range(2)]
-    settings = dataclasses.replace(SETTINGS, steps=12, time_shift_days=20.0, keep="last", calibration="none")
+    settings = dataclasses.replace(SETTINGS, steps=12, keep="last", calibration="none", **augmentation)
     result = train(stores=stores, settings=settings, pretrained=None, out_path=tmp_path / "m.pt",
                    metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
     assert result["steps_run"] == 12 and result["val_f1"] > 0.5

@@ -200,6 +200,7 @@ class TrainSettings:
     use_pretrained: bool
     head_init: str
     time_shift_days: float = 0.0
+    date_dropout: float = 0.0
     seed: int
 
 

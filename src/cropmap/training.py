@@ -45,7 +45,7 @@ from cropmap.settings import PretrainSettings, TrainSettings, to_dict
 
 log = logging.getLogger(__name__)
 
-__all__ = ["balanced_threshold", "best_f1_threshold", "decision_threshold", "label_loss", "learning_rate_factor", "shifted_series", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
+__all__ = ["balanced_threshold", "best_f1_threshold", "decision_threshold", "label_loss", "learning_rate_factor", "shifted_series", "dropped_dates", "fit_head", "load_checkpoint", "masked_mse", "pretrain", "save_checkpoint", "spatial_aggregation_loss",
            "train", "train_step", "vegetation_mask", "visual_similarity_loss"]
 
 NEIGHBOUR_OFFSETS = [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2)]
@@ -162,6 +162,13 @@ def shifted_series(x: torch.Tensor, *, max_shift: float) -> torch.Tensor:
         return torch.gather(x, 1, index[:, :, None, None, None].expand_as(x))
 
     return at(below) * (1 - weight) + at(above) * weight
+
+
+def dropped_dates(x: torch.Tensor, *, rate: float) -> torch.Tensor:
+    """The standardised series (B, T, C, H, W) with each pixel-date, all its bands together, set to
+    the bands' means (0) with probability `rate` (torch's generator)."""
+    keep = torch.rand(x.shape[0], x.shape[1], 1, *x.shape[3:], device=x.device) >= rate
+    return x * keep
 
 
 def learning_rate_factor(step: int, steps: int, schedule: str) -> float:
@@ -420,6 +427,8 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
         x, doys = _inputs(batch, mean_t, std_t, doy, device)
         if settings.time_shift_days:
             x = shifted_series(x, max_shift=settings.time_shift_days / date_spacing)
+        if settings.date_dropout:
+            x = dropped_dates(x, rate=settings.date_dropout)
         y = batch["labels"].to(device)
         with mixed_precision:
             logits = model(x, doys).float()
