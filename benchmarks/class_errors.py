@@ -13,13 +13,16 @@ moved. Diagnosis only: it reads the truth.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import numpy as np
 import rasterio
-from rasterio.windows import from_bounds
 
-from cropmap.conventions import NODATA
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_variants import block_rasters  # noqa: E402  (the same block reading as the variants' scores)
+
+from cropmap.conventions import NODATA  # noqa: E402
 
 
 def class_shares(area: str, predictions: Path) -> dict[tuple[str, str], tuple[int, float]]:
@@ -29,13 +32,7 @@ def class_shares(area: str, predictions: Path) -> dict[tuple[str, str], tuple[in
         names = {int(key[len("class_"):]): name for key, name in src.tags().items() if key.startswith("class_")}
     counts: dict[tuple[str, str], list[int]] = {}
     for path in sorted(predictions.glob("predict_*.tif")):
-        with rasterio.open(path) as src:
-            pred, bounds = src.read(1), src.bounds
-        with rasterio.open(Path("results") / area / "labels" / path.name.replace("predict_", "")) as src:
-            consensus = src.read(1)
-        with rasterio.open(reference) as src:
-            window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
-            landcover = src.read(1, window=window, boundless=True, fill_value=0)
+        pred, _, consensus, landcover = block_rasters(area, path, reference)  # class 0 and NODATA match no class
         valid = pred != NODATA
         for code, name in names.items():
             for part, where in (("agree", consensus != NODATA), ("disagree", consensus == NODATA)):

@@ -142,18 +142,25 @@ def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
     return out
 
 
+def block_rasters(area: str, prediction: Path, reference) -> tuple[np.ndarray, ...]:
+    """(class, probability in percent, consensus labels, reference) of one block prediction
+    (`predict_<block>.tif`), the reference read on the block's bounds (`NODATA` outside it)."""
+    with rasterio.open(prediction) as src:
+        pred, percent, bounds = src.read(1), src.read(2), src.bounds
+    with rasterio.open(Path("results") / area / "labels" / prediction.name.replace("predict_", "")) as src:
+        consensus = src.read(1)
+    with rasterio.open(reference) as src:
+        window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+        truth = src.read(1, window=window, boundless=True, fill_value=NODATA)
+    return pred, percent, consensus, truth
+
+
 def scores(config: dict, area: str, predictions: list[Path]) -> dict:
     """F1 (all / agree / disagree), precision and recall of block predictions against the reference."""
     reference = config["areas"][area]["reference"]["path"]
     counts = {part: np.zeros(3) for part in ("all", "agree", "disagree", "half")}  # tp, predicted, true
     for path in predictions:
-        with rasterio.open(path) as src:
-            pred, percent, bounds = src.read(1), src.read(2), src.bounds
-        with rasterio.open(Path("results") / area / "labels" / path.name.replace("predict_", "")) as src:
-            consensus = src.read(1)
-        with rasterio.open(reference) as src:
-            window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
-            truth = src.read(1, window=window, boundless=True, fill_value=NODATA)
+        pred, percent, consensus, truth = block_rasters(area, path, reference)
         valid = (pred != NODATA) & (truth != NODATA)
         for part, sel in (("all", valid), ("agree", valid & (consensus != NODATA)),
                           ("disagree", valid & (consensus == NODATA))):
