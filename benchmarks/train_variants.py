@@ -43,7 +43,7 @@ from rasterio.windows import from_bounds
 from cropmap.consensus import clean_labels
 from cropmap.config import grid_settings, settings_json, shared_pretraining_areas, validate_config
 from cropmap.grid import blocks_for_area
-from cropmap.conventions import NODATA
+from cropmap.conventions import CROP, NODATA, NONCROP
 
 
 def merged_config(configfiles: list[str]) -> dict:
@@ -132,10 +132,21 @@ def variant_train_patches(config: dict, area: str, name: str, overrides: dict, c
 
 def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
     """A copy of block label file `path` whose consensus band is cleaned as `consensus.erode_px` /
-    `min_patch_px` would (applied after the area's own cleaning)."""
+    `min_patch_px` would (applied after the area's own cleaning). `"forest_fill": c` then labels the
+    pixels the consensus leaves unlabelled where the area's fair forest (`random_forest/seed0`, run
+    with `--forest` first) is confident: crop where its probability is at least c, non-crop where
+    at most 1 - c (a forest teacher: it sees only the consensus, never the reference)."""
     with rasterio.open(path) as src:
         bands, profile, descriptions = src.read(), src.profile, src.descriptions
     bands[0] = clean_labels(bands[0], erode_px=cleaning.get("erode_px", 0), min_patch_px=cleaning.get("min_patch_px", 0))
+    if cleaning.get("forest_fill"):
+        confidence = 100 * cleaning["forest_fill"]
+        forest = path.parents[1] / "variants" / "random_forest" / "seed0" / f"predict_{path.name}"
+        with rasterio.open(forest) as src:
+            predicted, percent = src.read(1), src.read(2)
+        open_ = (bands[0] == NODATA) & (predicted != NODATA)
+        bands[0][open_ & (percent >= confidence)] = CROP
+        bands[0][open_ & (percent <= 100 - confidence)] = NONCROP
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(bands)
         dst.descriptions = descriptions
