@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/predict_flops.py [--area demo] [--tiles 4] [--width W --heads H --layers L]
                                           [--cube results/demo/sits/TILE.nc] [--rounds 3] [--processes N]
+                                          [--window PX --overlap PX --batch-size N]
 
 1. The model's cost per pixel: torch's `FlopCounterMode` over one forward pass of a `predict.window`
    px window (convolutions, matmuls and attention; element-wise work is not counted), divided by
@@ -25,6 +26,7 @@ matmul (one process on every thread).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import time
@@ -109,10 +111,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1, help="processes of one thread each (default: one "
                         "process on every thread)")
+    parser.add_argument("--window", type=int, help="predict.window (px) instead of the area's")
+    parser.add_argument("--overlap", type=int, help="predict.overlap (px) instead of the area's")
+    parser.add_argument("--batch-size", type=int, help="predict.batch_size (windows) instead of the area's")
     args = parser.parse_args()
 
     config = load_config(str(REPO / "config.yaml"))
     predict = typed_settings(config, args.area, "predict")
+    predict = dataclasses.replace(predict, **{key: value for key, value in (
+        ("window", args.window), ("overlap", args.overlap), ("batch_size", args.batch_size)) if value is not None})
     train = typed_settings(config, args.area, "train")
     model_settings = dict(vars(train.model))
     for key, value in (("width", args.width), ("heads", args.heads), ("temporal_layers", args.layers)):
