@@ -135,7 +135,8 @@ def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
     `min_patch_px` would (applied after the area's own cleaning). `"forest_fill": c` then labels the
     pixels the consensus leaves unlabelled where the area's fair forest (`random_forest/seed0`, run
     with `--forest` first) is confident: crop where its probability is at least c, non-crop where
-    at most 1 - c (a forest teacher: it sees only the consensus, never the reference)."""
+    at most 1 - c (a forest teacher: it sees only the consensus, never the reference); with
+    `"confirmed_by": VARIANT` only where that variant's seed-0 map (a first round) has the same class."""
     with rasterio.open(path) as src:
         bands, profile, descriptions = src.read(), src.profile, src.descriptions
     bands[0] = clean_labels(bands[0], erode_px=cleaning.get("erode_px", 0), min_patch_px=cleaning.get("min_patch_px", 0))
@@ -145,8 +146,15 @@ def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
         with rasterio.open(forest) as src:
             predicted, percent = src.read(1), src.read(2)
         open_ = (bands[0] == NODATA) & (predicted != NODATA)
-        bands[0][open_ & (percent >= confidence)] = CROP
-        bands[0][open_ & (percent <= 100 - confidence)] = NONCROP
+        crop, noncrop = open_ & (percent >= confidence), open_ & (percent <= 100 - confidence)
+        if cleaning.get("confirmed_by"):  # a first round's network (that variant's seed 0) must agree
+            first = path.parents[1] / "variants" / cleaning["confirmed_by"] / "seed0" / f"predict_{path.name}"
+            with rasterio.open(first) as src:
+                first_class = src.read(1)
+            crop &= first_class == CROP
+            noncrop &= first_class == NONCROP
+        bands[0][crop] = CROP
+        bands[0][noncrop] = NONCROP
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(bands)
         dst.descriptions = descriptions
