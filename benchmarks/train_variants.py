@@ -11,7 +11,9 @@ area's run used (`config.yaml` plus the config files given, as Snakemake merges 
 labels of one's own (`"labels": {"path": ..., "weight": 1, "holdout": 0.3}`, as
 `areas.<name>.labels`), pretrain with other areas' patches (`"pretrain": {"with_areas": ["demo"]}`),
 or clean the consensus labels it trains on (`"consensus": {"erode_px": 2, "min_patch_px": 0}`, as the
-`consensus` settings; scores still split agree / disagree by the area's own consensus). One that
+`consensus` settings), or fill it where the area's fair forest is confident (`"consensus":
+{"forest_fill": 0.9}`, see `cleaned_labels`); scores still split agree / disagree by the area's own
+consensus. One that
 changes `pretrain` or the encoder's `model` settings is pretrained again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
 others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them
 (`cropmap train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every
