@@ -144,15 +144,11 @@ def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
     bands[0] = clean_labels(bands[0], erode_px=cleaning.get("erode_px", 0), min_patch_px=cleaning.get("min_patch_px", 0))
     if cleaning.get("forest_fill"):
         confidence = 100 * cleaning["forest_fill"]
-        forest = path.parents[1] / "variants" / "random_forest" / "seed0" / f"predict_{path.name}"
-        with rasterio.open(forest) as src:
-            predicted, percent = src.read(1), src.read(2)
+        predicted, percent = seed0_prediction(path, "random_forest")
         open_ = (bands[0] == NODATA) & (predicted != NODATA)
         crop, noncrop = open_ & (percent >= confidence), open_ & (percent <= 100 - confidence)
         if cleaning.get("confirmed_by"):  # a first round's network (that variant's seed 0) must agree
-            first = path.parents[1] / "variants" / cleaning["confirmed_by"] / "seed0" / f"predict_{path.name}"
-            with rasterio.open(first) as src:
-                first_class = src.read(1)
+            first_class = seed0_prediction(path, cleaning["confirmed_by"])[0]
             crop &= first_class == CROP
             noncrop &= first_class == NONCROP
         bands[0][crop] = CROP
@@ -161,6 +157,13 @@ def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
         dst.write(bands)
         dst.descriptions = descriptions
     return out
+
+
+def seed0_prediction(labels: Path, variant: str) -> np.ndarray:
+    """(class, probability in percent) of `variant`'s seed-0 prediction of the block whose label file
+    is `labels` (`results/<area>/variants/<variant>/seed0/predict_<block>.tif`)."""
+    with rasterio.open(labels.parents[1] / "variants" / variant / "seed0" / f"predict_{labels.name}") as src:
+        return src.read((1, 2))
 
 
 def block_rasters(area: str, prediction: Path, reference) -> tuple[np.ndarray, ...]:
