@@ -138,9 +138,17 @@ def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
     pixels the consensus leaves unlabelled where the area's fair forest (`random_forest/seed0`, run
     with `--forest` first) is confident: crop where its probability is at least c, non-crop where
     at most 1 - c (a forest teacher: it sees only the consensus, never the reference); with
-    `"confirmed_by": VARIANT` only where that variant's seed-0 map (a first round) has the same class."""
+    `"confirmed_by": VARIANT` only where that variant's seed-0 map (a first round) has the same class.
+    `"truth": true` puts the area's reference in place of the consensus (an upper bound, diagnosis only)."""
     with rasterio.open(path) as src:
-        bands, profile, descriptions = src.read(), src.profile, src.descriptions
+        bands, profile, descriptions, bounds = src.read(), src.profile, src.descriptions, src.bounds
+    if cleaning.get("truth"):
+        config = validate_config(yaml.safe_load(open("config.yaml")))
+        area = path.parents[1].name
+        with rasterio.open(config["areas"][area]["reference"]["path"]) as src:
+            window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+            truth = src.read(1, window=window, boundless=True, fill_value=NODATA)
+        bands[0] = np.where(truth == NODATA, NODATA, np.where(truth == 1, CROP, NONCROP)).astype(bands.dtype)
     bands[0] = clean_labels(bands[0], erode_px=cleaning.get("erode_px", 0), min_patch_px=cleaning.get("min_patch_px", 0))
     if cleaning.get("forest_fill"):
         confidence = 100 * cleaning["forest_fill"]
