@@ -1,0 +1,87 @@
+"""Which crops a map misses where the products disagree, by how often the consensus labels their series.
+
+Usage (after `train_variants.py` made the runs; series demo areas only, e.g. real_east_africa):
+
+    python benchmarks/series_misses.py --area real_east_africa \\
+        results/real_east_africa/variants/all_tiles_train/seed0 results/real_east_africa/variants/random_forest/seed0
+
+A series demo area (`cropmap.demo_series`) gives each parcel the series of one real sample, drawn with
+replacement, so one sample's series usually lies in several parcels. This replays that draw (the same
+seeded generator calls as `make_series_demo`) and, for every run's block predictions
+(`predict_<block>.tif`), splits the true crop pixels the consensus leaves unlabelled by how many pixels
+of the same series the consensus labels crop elsewhere in the area, and whether it labels that series
+non-crop anywhere, then prints the share of each group the map calls non-crop (diagnosis only: it reads
+the reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import from_bounds
+
+from cropmap.config import load_config, typed_settings
+from cropmap.conventions import CROP, NODATA, NONCROP
+from cropmap.demo import make_landscape
+from cropmap.demo_series import _assign_series  # the generator's own draw, replayed
+from cropmap.extractions import load_extraction
+from cropmap.grid import AreaGrid, tiles_for_area
+
+
+def parcel_samples(area: str) -> tuple[np.ndarray, np.ndarray]:
+    """(parcel id per pixel of the area grid, sample index per parcel) as `make_series_demo` drew them."""
+    settings = typed_settings(load_config("config.yaml"), area, "demo")
+    series = load_extraction(settings.demo.series)
+    rng = np.random.default_rng(settings.demo.seed)
+    land = make_landscape(AreaGrid(tuple(tiles_for_area(settings.grid))).shape, rng)
+    return land.parcel, _assign_series(len(land.parcel_area), series, settings.demo.crop_share, rng)
+
+
+def on_area_grid(paths: list[Path], shape: tuple[int, int], transform) -> np.ndarray:
+    """Band 1 of block rasters `paths` pasted onto the area grid (`NODATA` elsewhere)."""
+    out = np.full(shape, NODATA, np.uint8)
+    for path in paths:
+        with rasterio.open(path) as src:
+            window = from_bounds(*src.bounds, transform=transform).round_offsets().round_lengths()
+            r0, c0, values = int(window.row_off), int(window.col_off), src.read(1)
+        target = out[max(r0, 0):r0 + values.shape[0], max(c0, 0):c0 + values.shape[1]]
+        values = values[max(-r0, 0):, max(-c0, 0):][:target.shape[0], :target.shape[1]]
+        target[values != NODATA] = values[values != NODATA]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--area", required=True)
+    parser.add_argument("runs", nargs="+", help="run directories holding predict_<block>.tif")
+    args = parser.parse_args()
+    root = Path("results") / args.area
+    parcel, sample = parcel_samples(args.area)
+    with rasterio.open(root / "demo-data" / "reference" / "cropland_truth.tif") as src:
+        truth, transform = src.read(1), src.transform
+    if truth.shape != parcel.shape:
+        raise SystemExit(f"{args.area}: the replayed layout {parcel.shape} is not the reference's {truth.shape}")
+    consensus = on_area_grid(sorted((root / "labels").glob("b*.tif")), truth.shape, transform)
+    series_of = sample[parcel]
+    labelled_crop = np.bincount(series_of[consensus == CROP], minlength=sample.max() + 1)[series_of]
+    labelled_noncrop = np.bincount(series_of[consensus == NONCROP], minlength=sample.max() + 1)[series_of]
+    groups = {"series labelled nowhere": (labelled_crop == 0) & (labelled_noncrop == 0),
+              "labelled crop only, on < 1,000 px": (labelled_crop > 0) & (labelled_crop < 1000) & (labelled_noncrop == 0),
+              "labelled crop only, on >= 1,000 px": (labelled_crop >= 1000) & (labelled_noncrop == 0),
+              "labelled non-crop somewhere": labelled_noncrop > 0}
+    print(f"{args.area}: {len(sample)} parcels carry {len(np.unique(sample))} series")
+    for run in args.runs:
+        predicted = on_area_grid(sorted(Path(run).glob("predict_b*.tif")), truth.shape, transform)
+        disagree_crop = (truth == CROP) & (consensus == NODATA) & (predicted != NODATA)
+        missed = disagree_crop & (predicted == NONCROP)
+        print(f"{run}: crop where the products disagree {disagree_crop.sum()} px, called non-crop {missed.mean() / disagree_crop.mean():.3f}")
+        for name, group in groups.items():
+            n = (group & disagree_crop).sum()
+            print(f"  {name:36s} {n / disagree_crop.sum():.3f} of them, called non-crop {(group & missed).sum() / max(n, 1):.3f}")
+
+
+if __name__ == "__main__":
+    main()
