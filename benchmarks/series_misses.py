@@ -11,24 +11,31 @@ seeded generator calls as `make_series_demo`) and, for every run's block predict
 (`predict_<block>.tif`), splits the true crop pixels the consensus leaves unlabelled by how many pixels
 of the same series the consensus labels crop elsewhere in the area, and whether it labels that series
 non-crop anywhere, then prints the share of each group the map calls non-crop (diagnosis only: it reads
-the reference).
+the reference). `--forest-without-rare` first fits the area's fair forest (seed 0) with every pixel of the
+series labelled crop on fewer than 1,000 px left unlabelled, predicts the area with it
+(`results/<area>/variants/forest_without_rare_series/seed0/`) and scores it too: whether the forest
+finds those crops from other series or from their copies.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.windows import from_bounds
 
-from cropmap.config import load_config, typed_settings
+from cropmap.config import grid_settings, load_config, settings_json, typed_settings
 from cropmap.conventions import CROP, NODATA, NONCROP
 from cropmap.demo import make_landscape
 from cropmap.demo_series import _assign_series  # the generator's own draw, replayed
 from cropmap.extractions import load_extraction
-from cropmap.grid import AreaGrid, tiles_for_area
+from cropmap.grid import AreaGrid, blocks_for_area, tiles_for_area
+
+RARE_PX = 1000  # a series labelled crop on fewer pixels than this, and never non-crop, is a rare one
 
 
 def parcel_samples(area: str) -> tuple[np.ndarray, np.ndarray]:
@@ -53,10 +60,45 @@ def on_area_grid(paths: list[Path], shape: tuple[int, int], transform) -> np.nda
     return out
 
 
+def forest_without(area: str, unlabelled: np.ndarray, transform, out: Path) -> Path:
+    """Fit and predict the fair forest (seed 0) on the area's consensus with `unlabelled` (area grid)
+    pixels unlabelled; returns the run directory."""
+    root = Path("results") / area
+    out.mkdir(parents=True, exist_ok=True)
+    labels = []
+    for path in sorted((root / "labels").glob("b*.tif")):
+        with rasterio.open(path) as src:
+            bands, profile, descriptions = src.read(), src.profile, src.descriptions
+            window = from_bounds(*src.bounds, transform=transform).round_offsets().round_lengths()
+        r0, c0 = int(window.row_off), int(window.col_off)
+        drop = np.zeros(bands.shape[1:], bool)
+        part = unlabelled[max(r0, 0):r0 + drop.shape[0], max(c0, 0):c0 + drop.shape[1]]
+        drop[max(-r0, 0):max(-r0, 0) + part.shape[0], max(-c0, 0):max(-c0, 0) + part.shape[1]] = part
+        bands[0][drop] = NODATA
+        with rasterio.open(out / path.name, "w", **profile) as dst:
+            dst.write(bands)
+            dst.descriptions = descriptions
+        labels.append(out / path.name)
+    config = load_config("config.yaml")
+    grids = blocks_for_area(grid_settings(config, area), config["areas"][area]["block_tiles"])
+    cubes = {p.stem: [str(root / "sits" / f"{t.id}.nc") for t in grids[p.stem].tiles] for p in labels}
+    settings = {**json.loads(settings_json(config, area, "random_forest")), "seed": 0}
+    with open(out / "log.txt", "w") as log:
+        run = lambda cmd: subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+        run(["cropmap", "random-forest", "--settings", json.dumps(settings), "--cubes", *sum(cubes.values(), []),
+             "--labels", *map(str, labels), "--threads", "2", "--out", str(out / "model.joblib")])
+        for block, block_cubes in cubes.items():
+            run(["cropmap", "random-forest-predict", "--settings", settings_json(config, area, "random_forest_predict"),
+                 "--threads", "2", "--cubes", *block_cubes, "--model", str(out / "model.joblib"), "--block", block,
+                 "--out", str(out / f"predict_{block}.tif")])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--area", required=True)
-    parser.add_argument("runs", nargs="+", help="run directories holding predict_<block>.tif")
+    parser.add_argument("runs", nargs="*", help="run directories holding predict_<block>.tif")
+    parser.add_argument("--forest-without-rare", action="store_true")
     args = parser.parse_args()
     root = Path("results") / args.area
     parcel, sample = parcel_samples(args.area)
@@ -69,11 +111,17 @@ def main() -> None:
     labelled_crop = np.bincount(series_of[consensus == CROP], minlength=sample.max() + 1)[series_of]
     labelled_noncrop = np.bincount(series_of[consensus == NONCROP], minlength=sample.max() + 1)[series_of]
     groups = {"series labelled nowhere": (labelled_crop == 0) & (labelled_noncrop == 0),
-              "labelled crop only, on < 1,000 px": (labelled_crop > 0) & (labelled_crop < 1000) & (labelled_noncrop == 0),
-              "labelled crop only, on >= 1,000 px": (labelled_crop >= 1000) & (labelled_noncrop == 0),
+              "labelled crop only, on < 1,000 px": (labelled_crop > 0) & (labelled_crop < RARE_PX) & (labelled_noncrop == 0),
+              "labelled crop only, on >= 1,000 px": (labelled_crop >= RARE_PX) & (labelled_noncrop == 0),
               "labelled non-crop somewhere": labelled_noncrop > 0}
     print(f"{args.area}: {len(sample)} parcels carry {len(np.unique(sample))} series")
-    for run in args.runs:
+    runs = list(args.runs)
+    if args.forest_without_rare:
+        rare = groups["labelled crop only, on < 1,000 px"]
+        print(f"the forest without the rare series: {len(np.unique(series_of[rare]))} series, "
+              f"{np.sum(rare & (consensus != NODATA))} labelled px left unlabelled")
+        runs.append(forest_without(args.area, rare, transform, root / "variants" / "forest_without_rare_series" / "seed0"))
+    for run in runs:
         predicted = on_area_grid(sorted(Path(run).glob("predict_b*.tif")), truth.shape, transform)
         disagree_crop = (truth == CROP) & (consensus == NODATA) & (predicted != NODATA)
         missed = disagree_crop & (predicted == NONCROP)
