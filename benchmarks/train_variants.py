@@ -12,7 +12,8 @@ labels of one's own (`"labels": {"path": ..., "weight": 1, "holdout": 0.3}`, as
 `areas.<name>.labels`), pretrain with other areas' patches (`"pretrain": {"with_areas": ["demo"]}`),
 or clean the consensus labels it trains on (`"consensus": {"erode_px": 2, "min_patch_px": 0}`, as the
 `consensus` settings), or fill it where the area's fair forest is confident (`"consensus":
-{"forest_fill": 0.9}`, see `cleaned_labels`); scores still split agree / disagree by the area's own
+{"forest_fill": 0.9}`, see `cleaned_labels`), or put the reference in its place (`"consensus": {"truth":
+true}`, an upper bound for diagnosis); scores still split agree / disagree by the area's own
 consensus. One that
 changes `pretrain` or the encoder's `model` settings is pretrained again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
 others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them
@@ -124,7 +125,8 @@ def variant_train_patches(config: dict, area: str, name: str, overrides: dict, c
             store.parent.mkdir(parents=True, exist_ok=True)
             labels = root / "labels" / f"{block}.tif"
             if cleaning:
-                labels = cleaned_labels(labels, store.parent / f"labels_{block}.tif", cleaning)
+                labels = cleaned_labels(labels, store.parent / f"labels_{block}.tif", cleaning,
+                                        reference=config["areas"][area]["reference"]["path"])
             cpu_seconds(["cropmap", "patches", "--kind", "train", "--settings", text, "--cubes",
                          *cubes[block], "--labels", str(labels), "--block", block,
                          *(["--own-labels", own["path"]] if own else []), "--out", str(store)], log)
@@ -132,20 +134,19 @@ def variant_train_patches(config: dict, area: str, name: str, overrides: dict, c
     return paths
 
 
-def cleaned_labels(path: Path, out: Path, cleaning: dict) -> Path:
+def cleaned_labels(path: Path, out: Path, cleaning: dict, *, reference: str) -> Path:
     """A copy of block label file `path` whose consensus band is cleaned as `consensus.erode_px` /
     `min_patch_px` would (applied after the area's own cleaning). `"forest_fill": c` then labels the
     pixels the consensus leaves unlabelled where the area's fair forest (`random_forest/seed0`, run
     with `--forest` first) is confident: crop where its probability is at least c, non-crop where
     at most 1 - c (a forest teacher: it sees only the consensus, never the reference); with
     `"confirmed_by": VARIANT` only where that variant's seed-0 map (a first round) has the same class.
-    `"truth": true` puts the area's reference in place of the consensus (an upper bound, diagnosis only)."""
+    `"truth": true` puts the area's `reference` raster in place of the consensus (an upper bound,
+    diagnosis only)."""
     with rasterio.open(path) as src:
         bands, profile, descriptions, bounds = src.read(), src.profile, src.descriptions, src.bounds
     if cleaning.get("truth"):
-        config = validate_config(yaml.safe_load(open("config.yaml")))
-        area = path.parents[1].name
-        with rasterio.open(config["areas"][area]["reference"]["path"]) as src:
+        with rasterio.open(reference) as src:
             window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
             truth = src.read(1, window=window, boundless=True, fill_value=NODATA)
         bands[0] = np.where(truth == NODATA, NODATA, np.where(truth == 1, CROP, NONCROP)).astype(bands.dtype)
