@@ -47,16 +47,19 @@ def parcel_samples(area: str) -> tuple[np.ndarray, np.ndarray]:
     return land.parcel, _assign_series(len(land.parcel_area), series, settings.demo.crop_share, rng)
 
 
+def place_on_area(src, transform) -> tuple[slice, slice]:
+    """Where block raster `src` (open) lies on the area grid of `transform` (blocks lie within it)."""
+    window = from_bounds(*src.bounds, transform=transform).round_offsets().round_lengths()
+    r0, c0 = int(window.row_off), int(window.col_off)
+    return slice(r0, r0 + src.height), slice(c0, c0 + src.width)
+
+
 def on_area_grid(paths: list[Path], shape: tuple[int, int], transform) -> np.ndarray:
     """Band 1 of block rasters `paths` pasted onto the area grid (`NODATA` elsewhere)."""
     out = np.full(shape, NODATA, np.uint8)
     for path in paths:
         with rasterio.open(path) as src:
-            window = from_bounds(*src.bounds, transform=transform).round_offsets().round_lengths()
-            r0, c0, values = int(window.row_off), int(window.col_off), src.read(1)
-        target = out[max(r0, 0):r0 + values.shape[0], max(c0, 0):c0 + values.shape[1]]
-        values = values[max(-r0, 0):, max(-c0, 0):][:target.shape[0], :target.shape[1]]
-        target[values != NODATA] = values[values != NODATA]
+            out[place_on_area(src, transform)] = src.read(1)
     return out
 
 
@@ -69,12 +72,7 @@ def forest_without(area: str, unlabelled: np.ndarray, transform, out: Path) -> P
     for path in sorted((root / "labels").glob("b*.tif")):
         with rasterio.open(path) as src:
             bands, profile, descriptions = src.read(), src.profile, src.descriptions
-            window = from_bounds(*src.bounds, transform=transform).round_offsets().round_lengths()
-        r0, c0 = int(window.row_off), int(window.col_off)
-        drop = np.zeros(bands.shape[1:], bool)
-        part = unlabelled[max(r0, 0):r0 + drop.shape[0], max(c0, 0):c0 + drop.shape[1]]
-        drop[max(-r0, 0):max(-r0, 0) + part.shape[0], max(-c0, 0):max(-c0, 0) + part.shape[1]] = part
-        bands[0][drop] = NODATA
+            bands[0][unlabelled[place_on_area(src, transform)]] = NODATA
         with rasterio.open(out / path.name, "w", **profile) as dst:
             dst.write(bands)
             dst.descriptions = descriptions
