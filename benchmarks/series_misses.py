@@ -10,8 +10,9 @@ replacement, so one sample's series usually lies in several parcels. This replay
 seeded generator calls as `make_series_demo`) and, for every run's block predictions
 (`predict_<block>.tif`), splits the true crop pixels the consensus leaves unlabelled by how many pixels
 of the same series the consensus labels crop elsewhere in the area, and whether it labels that series
-non-crop anywhere, then prints the share of each group the map calls non-crop (diagnosis only: it reads
-the reference). `--forest-without-rare` first fits the area's fair forest (seed 0) with every pixel of the
+non-crop anywhere, then prints the share of each group the map calls non-crop, and the map's F1 over
+the parcels whose series the consensus labels in no other parcel and over the rest (diagnosis only:
+it reads the reference). `--forest-without-rare` first fits the area's fair forest (seed 0) with every pixel of the
 series labelled crop on fewer than 1,000 px left unlabelled, predicts the area with it
 (`results/<area>/variants/forest_without_rare_series/seed0/`) and scores it too: whether the forest
 finds those crops from other series or from their copies.
@@ -112,7 +113,12 @@ def main() -> None:
               "labelled crop only, on < 1,000 px": (labelled_crop > 0) & (labelled_crop < RARE_PX) & (labelled_noncrop == 0),
               "labelled crop only, on >= 1,000 px": (labelled_crop >= RARE_PX) & (labelled_noncrop == 0),
               "labelled non-crop somewhere": labelled_noncrop > 0}
-    print(f"{args.area}: {len(sample)} parcels carry {len(np.unique(sample))} series")
+    # parcels whose series the consensus labels in no other parcel: no copy to learn it from
+    labelled_in_parcel = np.bincount(parcel[consensus != NODATA], minlength=len(sample))
+    in_other_parcels = np.bincount(sample, weights=labelled_in_parcel, minlength=sample.max() + 1)[sample] - labelled_in_parcel
+    copy_free = (in_other_parcels == 0)[parcel]
+    print(f"{args.area}: {len(sample)} parcels carry {len(np.unique(sample))} series; {np.sum(in_other_parcels == 0)} "
+          f"parcels ({copy_free.mean():.3f} of the pixels) have no labelled copy")
     runs = list(args.runs)
     if args.forest_without_rare:
         rare = groups["labelled crop only, on < 1,000 px"]
@@ -124,6 +130,10 @@ def main() -> None:
         disagree_crop = (truth == CROP) & (consensus == NODATA) & (predicted != NODATA)
         missed = disagree_crop & (predicted == NONCROP)
         print(f"{run}: crop where the products disagree {disagree_crop.sum()} px, called non-crop {missed.mean() / disagree_crop.mean():.3f}")
+        for name, where in (("no labelled copy", copy_free), ("a labelled copy", ~copy_free)):
+            scored = where & (predicted != NODATA) & (truth != NODATA)
+            p, t = predicted[scored] == CROP, truth[scored] == CROP
+            print(f"  F1 over the parcels with {name}: {2 * np.sum(p & t) / max(p.sum() + t.sum(), 1):.3f}")
         for name, group in groups.items():
             n = (group & disagree_crop).sum()
             print(f"  {name:36s} {n / disagree_crop.sum():.3f} of them, called non-crop {(group & missed).sum() / max(n, 1):.3f}")
