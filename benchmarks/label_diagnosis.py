@@ -27,6 +27,7 @@ import rasterio
 import torch
 from rasterio.windows import from_bounds
 
+from cropmap.assessment import binary_metrics
 from cropmap.baseline import _halo_cropped, _tile_labels, calendar_months, monthly_medians
 from cropmap.config import load_config, settings_json
 from cropmap.conventions import NODATA
@@ -37,8 +38,8 @@ from cropmap.training import load_checkpoint
 
 
 def f1(pred: np.ndarray, truth: np.ndarray) -> float:
-    tp = np.sum(pred & truth)
-    return float(2 * tp / max(np.sum(pred) + np.sum(truth), 1))
+    """F1 of the crop class of boolean arrays, as the assessment computes it."""
+    return binary_metrics(pred.astype(np.uint8), truth.astype(np.uint8))["f1"]
 
 
 def read_on(path, cube) -> np.ndarray:
