@@ -22,7 +22,7 @@ run it prints the F1 against the area's reference over all observed pixels, wher
 (the consensus labels the pixel) and where they disagree, precision, recall, and the CPU seconds of
 pretraining, training and prediction (user + system time of the child processes); then each
 variant's mean ± sd per area. `--forest` adds the project's random forest (`cropmap
-random-forest`) with the same seeds. Results are appended to `results/variants.jsonl`,
+random-forest`) with the same seeds, run before the variants. Results are appended to `results/variants.jsonl`,
 with the commit and config files that made them.
 """
 
@@ -137,10 +137,11 @@ def variant_train_patches(config: dict, area: str, name: str, overrides: dict, c
 def cleaned_labels(path: Path, out: Path, cleaning: dict, *, reference: str) -> Path:
     """A copy of block label file `path` whose consensus band is cleaned as `consensus.erode_px` /
     `min_patch_px` would (applied after the area's own cleaning). `"forest_fill": c` then labels the
-    pixels the consensus leaves unlabelled where the area's fair forest (`random_forest/seed0`, run
-    with `--forest` first) is confident: crop where its probability is at least c, non-crop where
-    at most 1 - c (a forest teacher: it sees only the consensus, never the reference); with
-    `"confirmed_by": VARIANT` only where that variant's seed-0 map (a first round) has the same class.
+    pixels the consensus leaves unlabelled where the area's fair forest (`random_forest/seed0`, made
+    by `--forest` in this call or an earlier one) is confident: crop where its probability is at
+    least c, non-crop where at most 1 - c (a forest teacher: it sees only the consensus, never the
+    reference); with `"confirmed_by": VARIANT` only where that variant's seed-0 map (a first round)
+    has the same class.
     `"truth": true` puts the area's `reference` raster in place of the consensus (an upper bound,
     diagnosis only)."""
     with rasterio.open(path) as src:
@@ -241,8 +242,9 @@ def main() -> None:
         cubes = {b: [str(root / "sits" / f"{t.id}.nc") for t in grids[b].tiles] for b in blocks}
         train_patches = [str(root / "patches" / "train" / f"{b}.nc") for b in blocks]
         pretrain_patches = [str(root / "patches" / "pretrain" / f"{b}.nc") for b in blocks]
-        runs = [(name, overrides, seed) for name, overrides in variants for seed in seeds]
-        runs += [("random_forest", None, seed) for seed in seeds] if args.forest else []
+        # the forest first: a `forest_fill` variant of the same call reads its seed-0 map
+        runs = [("random_forest", None, seed) for seed in seeds] if args.forest else []
+        runs += [(name, overrides, seed) for name, overrides in variants for seed in seeds]
         pretrained_of: dict[str, tuple[Path, float]] = {}
         for name, overrides, seed in runs:
             out = root / "variants" / name / f"seed{seed}"
