@@ -21,8 +21,6 @@ finds those crops from other series or from their copies.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +28,9 @@ import rasterio
 from rasterio.windows import from_bounds
 
 from label_diagnosis import f1  # the benchmarks' one F1 (the assessment's)
+from train_variants import cpu_seconds, forest_fit_command, forest_predict_command, predict_blocks
 
-from cropmap.config import grid_settings, load_config, settings_json, typed_settings
+from cropmap.config import grid_settings, load_config, typed_settings
 from cropmap.conventions import CROP, NODATA, NONCROP
 from cropmap.demo import make_landscape
 from cropmap.demo_series import _assign_series  # the generator's own draw, replayed
@@ -83,15 +82,11 @@ def forest_without(area: str, unlabelled: np.ndarray, transform, out: Path) -> P
     config = load_config("config.yaml")
     grids = blocks_for_area(grid_settings(config, area), config["areas"][area]["block_tiles"])
     cubes = {p.stem: [str(root / "sits" / f"{t.id}.nc") for t in grids[p.stem].tiles] for p in labels}
-    settings = {**json.loads(settings_json(config, area, "random_forest")), "seed": 0}
-    with open(out / "log.txt", "w") as log:
-        run = lambda cmd: subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
-        run(["cropmap", "random-forest", "--settings", json.dumps(settings), "--cubes", *sum(cubes.values(), []),
-             "--labels", *map(str, labels), "--threads", "2", "--out", str(out / "model.joblib")])
-        for block, block_cubes in cubes.items():
-            run(["cropmap", "random-forest-predict", "--settings", settings_json(config, area, "random_forest_predict"),
-                 "--threads", "2", "--cubes", *block_cubes, "--model", str(out / "model.joblib"), "--block", block,
-                 "--out", str(out / f"predict_{block}.tif")])
+    log, model = out / "log.txt", out / "model.joblib"
+    log.write_text("")
+    cpu_seconds(forest_fit_command(config, area, cubes=sum(cubes.values(), []), labels=list(map(str, labels)),
+                                   seed=0, model=model), log)
+    predict_blocks(forest_predict_command(config, area), cubes, model, out, log)
     return out
 
 

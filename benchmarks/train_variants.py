@@ -147,9 +147,7 @@ def cleaned_labels(path: Path, out: Path, cleaning: dict, *, reference: str) -> 
     with rasterio.open(path) as src:
         bands, profile, descriptions, bounds = src.read(), src.profile, src.descriptions, src.bounds
     if cleaning.get("truth"):
-        with rasterio.open(reference) as src:
-            window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
-            truth = src.read(1, window=window, boundless=True, fill_value=NODATA)
+        truth = reference_on_bounds(reference, bounds)
         bands[0] = np.where(truth == NODATA, NODATA, np.where(truth == 1, CROP, NONCROP)).astype(bands.dtype)
     bands[0] = clean_labels(bands[0], erode_px=cleaning.get("erode_px", 0), min_patch_px=cleaning.get("min_patch_px", 0))
     if cleaning.get("forest_fill"):
@@ -169,11 +167,46 @@ def cleaned_labels(path: Path, out: Path, cleaning: dict, *, reference: str) -> 
     return out
 
 
-def seed0_prediction(labels: Path, variant: str) -> np.ndarray:
+def seed0_prediction(labels: Path, variant: str) -> tuple[np.ndarray, np.ndarray]:
     """(class, probability in percent) of `variant`'s seed-0 prediction of the block whose label file
     is `labels` (`results/<area>/variants/<variant>/seed0/predict_<block>.tif`)."""
     with rasterio.open(labels.parents[1] / "variants" / variant / "seed0" / f"predict_{labels.name}") as src:
-        return src.read((1, 2))
+        predicted, percent = src.read((1, 2))
+    return predicted, percent
+
+
+def reference_on_bounds(reference: str, bounds) -> np.ndarray:
+    """Band 1 of raster `reference` read on a block's `bounds` (its CRS), `NODATA` outside it."""
+    with rasterio.open(reference) as src:
+        window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+        return src.read(1, window=window, boundless=True, fill_value=NODATA)
+
+
+def forest_fit_command(config: dict, area: str, *, cubes: list[str], labels: list[str], seed: int,
+                       model: Path) -> list[str]:
+    """`cropmap random-forest` with the area's settings and `seed` (the fair forest), on 2 threads."""
+    settings = {**json.loads(settings_json(config, area, "random_forest")), "seed": seed}
+    return ["cropmap", "random-forest", "--settings", json.dumps(settings), "--cubes", *cubes, "--labels", *labels,
+            "--threads", "2", "--out", str(model)]
+
+
+def forest_predict_command(config: dict, area: str) -> list[str]:
+    """`cropmap random-forest-predict` with the area's settings, on 2 threads (`predict_blocks` adds the rest)."""
+    return ["cropmap", "random-forest-predict", "--settings", settings_json(config, area, "random_forest_predict"),
+            "--threads", "2"]
+
+
+def predict_blocks(predict_cmd: list[str], cubes: dict[str, list[str]], model: Path, out: Path,
+                   log: Path) -> tuple[list[Path], float]:
+    """Run `predict_cmd` with `model` on every block of `cubes` ({block: its tile cubes}), writing
+    `out/predict_<block>.tif`; (the predictions, their CPU seconds)."""
+    predictions, cpu = [], 0.0
+    for block, block_cubes in cubes.items():
+        pred = out / f"predict_{block}.tif"
+        cpu += cpu_seconds([*predict_cmd, "--cubes", *block_cubes, "--model", str(model), "--block", block,
+                            "--out", str(pred)], log)
+        predictions.append(pred)
+    return predictions, cpu
 
 
 def block_rasters(area: str, prediction: Path, reference) -> tuple[np.ndarray, ...]:
@@ -183,10 +216,7 @@ def block_rasters(area: str, prediction: Path, reference) -> tuple[np.ndarray, .
         pred, percent, bounds = src.read(1), src.read(2), src.bounds
     with rasterio.open(Path("results") / area / "labels" / prediction.name.replace("predict_", "")) as src:
         consensus = src.read(1)
-    with rasterio.open(reference) as src:
-        window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
-        truth = src.read(1, window=window, boundless=True, fill_value=NODATA)
-    return pred, percent, consensus, truth
+    return pred, percent, consensus, reference_on_bounds(reference, bounds)
 
 
 def scores(config: dict, area: str, predictions: list[Path]) -> dict:
@@ -255,14 +285,10 @@ def main() -> None:
             start = time.time()
             if overrides is None:
                 model = out / "model.joblib"
-                settings = json.loads(settings_json(config, area, "random_forest"))
-                settings["seed"] = seed
-                record["train_cpu_s"] = cpu_seconds(
-                    ["cropmap", "random-forest", "--settings", json.dumps(settings), "--cubes",
-                     *[c for b in blocks for c in cubes[b]], "--labels", *[str(root / "labels" / f"{b}.tif") for b in blocks],
-                     "--threads", "2", "--out", str(model)], log)
-                predict_cmd = ["cropmap", "random-forest-predict", "--settings",
-                               settings_json(config, area, "random_forest_predict"), "--threads", "2"]
+                record["train_cpu_s"] = cpu_seconds(forest_fit_command(
+                    config, area, cubes=[c for b in blocks for c in cubes[b]],
+                    labels=[str(root / "labels" / f"{b}.tif") for b in blocks], seed=seed, model=model), log)
+                predict_cmd = forest_predict_command(config, area)
             else:
                 # the series skip is added at training time: it needs no pretraining of its own
                 if overrides.get("pretrain", {}).get("from"):  # another area's encoder (pretrain.from)
@@ -291,12 +317,7 @@ def main() -> None:
                      "--curves-png", str(out / "train_curves.png")], log)
                 predict_cmd = ["cropmap", "predict", "--settings", step_settings(config, area, "predict", overrides),
                                "--threads", "2"]
-            predictions, predict_cpu = [], 0.0
-            for block in blocks:
-                pred = out / f"predict_{block}.tif"
-                predict_cpu += cpu_seconds([*predict_cmd, "--cubes", *cubes[block], "--model", str(model), "--block",
-                                            block, "--out", str(pred)], log)
-                predictions.append(pred)
+            predictions, predict_cpu = predict_blocks(predict_cmd, cubes, model, out, log)
             record.update(predict_cpu_s=predict_cpu, wall_s=time.time() - start, **scores(config, area, predictions))
             records.append(record)
             print(f"{area:17s} {name:22s} seed {seed}: F1 {record['f1_all']:.3f} (agree {record['f1_agree']:.3f} / "
