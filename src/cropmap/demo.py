@@ -468,6 +468,28 @@ def archive_edge(shape: tuple[int, int], data_coverage: float) -> np.ndarray:
     return cols > data_coverage * w + 0.25 * (rows - h / 2)
 
 
+def cloud_bank_mask(grid: AreaGrid) -> np.ndarray:
+    """(H, W) bool: a square a quarter of a tile in area (half its side), in the middle of the
+    area's north-west tile, where a persistent cloud bank sits (`demo.cloud_bank`)."""
+    mask = np.zeros(grid.shape, bool)
+    first = min(grid.tiles, key=lambda t: (-t.iy, t.ix))  # the north-west tile
+    r, c = grid.offset(first)
+    quarter = first.size // 4
+    mask[r + quarter:r + 3 * quarter, c + quarter:c + 3 * quarter] = True
+    return mask
+
+
+def cloud_bank_dates(n_dates: int, share: float, rng: np.random.Generator) -> np.ndarray:
+    """(n_dates,) bool: the scenes on which the cloud bank is there, `share` of them at random."""
+    return rng.permutation(np.arange(n_dates) < round(share * n_dates))
+
+
+def add_cloud_bank(refl: np.ndarray, scl10: np.ndarray, bank: np.ndarray) -> None:
+    """Hide `bank` (H, W) of a scene's (bands, H, W) reflectance and SCL under an opaque cloud, in place."""
+    refl[:, bank] = np.asarray(SPECTRA["cloud"], np.float32)[:, None]
+    scl10[bank] = 9  # cloud, high probability
+
+
 def make_demo(*, settings: DemoAreaSettings, out_dir: str | Path) -> Path:
     """Write the demo study area under `out_dir`; return the path of its STAC catalog. With
     `demo.series` set, its fields take real parcels' series (`cropmap.demo_series`)."""
@@ -492,6 +514,7 @@ def make_demo(*, settings: DemoAreaSettings, out_dir: str | Path) -> Path:
     scene_rng = np.random.default_rng(seed + 3)
     w = grid.shape[1]
     beyond_edge = archive_edge(grid.shape, demo.data_coverage)
+    bank, bank_on = cloud_bank_mask(grid), cloud_bank_dates(len(dates), demo.cloud_bank, np.random.default_rng(seed + 5))
     items = []
     for k, date in enumerate(tqdm(dates, desc="demo scenes", unit="scene")):
         doy = date.timetuple().tm_yday
@@ -500,10 +523,12 @@ def make_demo(*, settings: DemoAreaSettings, out_dir: str | Path) -> Path:
         refl = surface_reflectance(land, doy)
         refl, scl10 = atmosphere(refl, scene_rng, cover)
         refl += scene_rng.normal(0, 0.004, refl.shape).astype(np.float32)
+        if bank_on[k]:
+            add_cloud_bank(refl, scl10, bank)
         # the odd relative orbit sees only the eastern 85 % of the area
         valid_cols = 0 if k % 2 == 0 else int(0.15 * w) // 2 * 2
         items.append(write_scene(catalog_dir, k=k, date=date, refl=refl, scl10=scl10, grid=grid, no_data=beyond_edge,
-                                 valid_cols=valid_cols, cover=float((scl10 >= 8).mean() if cover else 0.0)))
+                                 valid_cols=valid_cols, cover=float((scl10 >= 8).mean() if cover or bank_on[k] else 0.0)))
     return save_catalog(catalog, collection, items, catalog_dir)
 
 

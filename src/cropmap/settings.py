@@ -90,6 +90,8 @@ class DemoSettings:
     data_coverage: float
     product_errors: str
     series: str
+    series_copies: str
+    cloud_bank: float
 
 
 @_settings
