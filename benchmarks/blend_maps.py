@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import from_bounds
 
-from cropmap.assessment import binary_metrics
+from cropmap.assessment.metrics import binary_metrics
 from cropmap.config import load_config
 from cropmap.conventions import NODATA
 

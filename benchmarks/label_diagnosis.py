@@ -27,14 +27,14 @@ import rasterio
 import torch
 from rasterio.windows import from_bounds
 
-from cropmap.assessment import binary_metrics
-from cropmap.baseline import _halo_cropped, _tile_labels, calendar_months, monthly_medians
+from cropmap.assessment.metrics import binary_metrics
+from cropmap.learning.forest import _halo_cropped, _tile_labels, calendar_months, monthly_medians
 from cropmap.config import load_config, settings_json
 from cropmap.conventions import NODATA
-from cropmap.cube import open_cube
-from cropmap.dataset import date_positions, standardise
-from cropmap.predict import blend_weights, load_model, window_starts
-from cropmap.training import load_checkpoint
+from cropmap.acquisition.cube import open_cube
+from cropmap.learning.dataset import date_positions, standardise
+from cropmap.mapping.predict import blend_weights, load_model, window_starts
+from cropmap.learning.training import load_checkpoint
 
 
 def f1(pred: np.ndarray, truth: np.ndarray) -> float:

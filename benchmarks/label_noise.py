@@ -32,10 +32,10 @@ from sklearn.ensemble import RandomForestClassifier
 
 from label_diagnosis import f1  # the benchmarks' one F1 (the assessment's)
 
-from cropmap.baseline import _halo_cropped, calendar_months, monthly_medians
+from cropmap.learning.forest import _halo_cropped, calendar_months, monthly_medians
 from cropmap.config import load_config
 from cropmap.conventions import NODATA
-from cropmap.cube import open_cube
+from cropmap.acquisition.cube import open_cube
 
 
 def area_arrays(area: str, reference: str):

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from cropmap.config import load_config, typed_settings
-from cropmap.model import ModelConfig, SpatioTemporalNet
-from cropmap.patches import PatchStore, PatchWriter
-from cropmap.predict import predict_probability, window_starts
+from cropmap.learning.model import ModelConfig, SpatioTemporalNet
+from cropmap.learning.patches import PatchStore, PatchWriter
+from cropmap.mapping.predict import predict_probability, window_starts
 from cropmap.settings import ModelSettings
-from cropmap.training import train
+from cropmap.learning.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 

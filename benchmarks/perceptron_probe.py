@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_variants import merged_config, scores  # noqa: E402  (the same scoring as the variants)
 
-from cropmap import baseline  # noqa: E402
+from cropmap.learning import forest as baseline  # noqa: E402
 from cropmap.config import grid_settings, settings_json  # noqa: E402
 from cropmap.grid import blocks_for_area  # noqa: E402
 from cropmap.settings import RandomForestSettings, from_dict  # noqa: E402

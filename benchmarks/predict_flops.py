@@ -37,10 +37,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from cropmap.compositing import composite_periods
+from cropmap.acquisition.compositing import composite_periods
 from cropmap.config import load_config, typed_settings
-from cropmap.model import ModelConfig, SpatioTemporalNet
-from cropmap.predict import predict_probability, window_starts
+from cropmap.learning.model import ModelConfig, SpatioTemporalNet
+from cropmap.mapping.predict import predict_probability, window_starts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ def main() -> None:
         if value:
             model_settings[key] = value
     if args.cube:
-        from cropmap.cube import open_cube
+        from cropmap.acquisition.cube import open_cube
 
         cube = open_cube(args.cube)
         x = cube["reflectance"].values.astype(np.float32) / 10000

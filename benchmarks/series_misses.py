@@ -5,7 +5,7 @@ Usage (after `train_variants.py` made the runs; series demo areas only, e.g. rea
     python benchmarks/series_misses.py --area real_east_africa \\
         results/real_east_africa/variants/all_tiles_train/seed0 results/real_east_africa/variants/random_forest/seed0
 
-A series demo area (`cropmap.demo_series`) gives each parcel the series of one real sample, drawn with
+A series demo area (`cropmap.demo.series`) gives each parcel the series of one real sample, drawn with
 replacement, so one sample's series usually lies in several parcels. This replays that draw (the same
 seeded generator calls as `make_series_demo`) and, for every run's block predictions
 (`predict_<block>.tif`), splits the true crop pixels the consensus leaves unlabelled by how many pixels
@@ -32,9 +32,9 @@ from train_variants import cpu_seconds, forest_fit_command, forest_predict_comma
 
 from cropmap.config import grid_settings, load_config, typed_settings
 from cropmap.conventions import CROP, NODATA, NONCROP
-from cropmap.demo import make_landscape
-from cropmap.demo_series import _assign_series  # the generator's own draw, replayed
-from cropmap.extractions import load_extraction
+from cropmap.demo.landscape import make_landscape
+from cropmap.demo.series import _assign_series  # the generator's own draw, replayed
+from cropmap.demo.extractions import load_extraction
 from cropmap.grid import AreaGrid, blocks_for_area, tiles_for_area
 
 RARE_PX = 1000  # a series labelled crop on fewer pixels than this, and never non-crop, is a rare one

@@ -33,10 +33,10 @@ import rasterio
 from rasterio.windows import from_bounds
 
 from cropmap.config import settings_json, typed_settings, validate_config
-from cropmap.demo import make_demo
+from cropmap.demo.area import make_demo
 from cropmap.grid import tiles_for_area
-from cropmap.search import save_items, search_items
-from cropmap.sits import build_tile_cube
+from cropmap.acquisition.search import save_items, search_items
+from cropmap.acquisition.sits import build_tile_cube
 
 SEASON_DAYS = 5  # demo revisit
 

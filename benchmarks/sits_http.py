@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sits_cube import demo_tile, written_demo_tile  # noqa: E402  (the same tile and scenes as the local benchmark)
 
-from cropmap.sits import build_tile_cube  # noqa: E402
+from cropmap.acquisition.sits import build_tile_cube  # noqa: E402
 
 
 def _serve(root: str, delay: mp.Value, requests: mp.Value, sent: mp.Value, ready) -> None:
@@ -140,7 +140,7 @@ def _build_seconds(root: Path, scenes: int, url: str, run: int, read_threads: in
     import odc.stac  # noqa: F401
     import shapely.geometry  # noqa: F401
 
-    import cropmap.scenes  # noqa: F401
+    import cropmap.acquisition.scenes  # noqa: F401
     start = time.perf_counter()
     build_tile_cube(items=source, tile=tile, settings=settings)
     return time.perf_counter() - start

@@ -43,7 +43,7 @@ import rasterio
 import yaml
 from rasterio.windows import from_bounds
 
-from cropmap.consensus import clean_labels
+from cropmap.labels.consensus import clean_labels
 from cropmap.config import grid_settings, settings_json, shared_pretraining_areas, validate_config
 from cropmap.grid import blocks_for_area
 from cropmap.conventions import CROP, NODATA, NONCROP

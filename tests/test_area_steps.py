@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from cropmap.assessment import Reference, assess_area, binary_metrics
+from cropmap.assessment.metrics import Reference, assess_area, binary_metrics
 from cropmap.grid import AreaGrid, blocks_for_area, tiles_for_area
 from cropmap.settings import GridSettings, LabelQualitySettings, from_dict
 from cropmap.io import write_geotiff
-from cropmap.labels import LABEL_BANDS
-from cropmap.predict import mosaic
+from cropmap.labels.blocks import LABEL_BANDS
+from cropmap.mapping.predict import mosaic
 
 TILE = 32
 PRODUCTS = ["a", "b"]
@@ -142,7 +142,7 @@ def test_assessment_tile_by_tile_equals_the_whole_arrays(area):
 
 
 def test_label_quality_tile_by_tile_equals_the_whole_arrays(area, tmp_path):
-    from cropmap.label_quality import label_quality, summarise_labels
+    from cropmap.labels.quality import label_quality, summarise_labels
 
     labels = area["labels"]
     settings = from_dict(LabelQualitySettings, {
@@ -157,7 +157,7 @@ def test_label_quality_tile_by_tile_equals_the_whole_arrays(area, tmp_path):
 
 
 def test_sample_drawn_window_by_window_is_stratified_and_exact(area, tmp_path):
-    from cropmap.sampling import draw_sample, map_class_counts
+    from cropmap.assessment.sampling import draw_sample, map_class_counts
 
     root = area["root"]
     mosaic(area["prediction_paths"], area["grid"], band=1, out_path=root / "map3.tif", resampling="nearest")

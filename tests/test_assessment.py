@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, jaccard_score, precision_score, recall_score
 
-from cropmap.assessment import binary_metrics, metrics_table, reference_on_grid
+from cropmap.assessment.metrics import binary_metrics, metrics_table, reference_on_grid
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid, Tile
 from affine import Affine
@@ -47,7 +47,7 @@ OLOFSSON_PIXELS = [200_000, 150_000, 3_200_000, 6_450_000]
 
 
 def test_stratified_estimate_reproduces_olofsson_2014():
-    from cropmap.sampling import stratified_estimate
+    from cropmap.assessment.sampling import stratified_estimate
 
     ha = [px * 0.09 for px in OLOFSSON_PIXELS]  # 1 pixel = 0.09 ha
     est = stratified_estimate(OLOFSSON_COUNTS, ha)
@@ -70,7 +70,7 @@ def test_stratified_estimate_reproduces_olofsson_2014():
 
 
 def test_stratified_estimate_of_a_perfect_map_is_the_mapped_area():
-    from cropmap.sampling import stratified_estimate
+    from cropmap.assessment.sampling import stratified_estimate
 
     est = stratified_estimate([[50, 0], [0, 50]], [300.0, 700.0])
     assert est["area"] == pytest.approx([300.0, 700.0])
@@ -79,7 +79,7 @@ def test_stratified_estimate_of_a_perfect_map_is_the_mapped_area():
 
 
 def test_sample_sizes_follow_olofsson_eq13():
-    from cropmap.sampling import sample_sizes
+    from cropmap.assessment.sampling import sample_sizes
 
     # Olofsson et al. 2014, section 5.1.1: W = (0.02, 0.015, 0.32, 0.645), U = (0.7, 0.6, 0.9, 0.95),
     # S(O) = 0.01 gives n = 641 in total
@@ -90,7 +90,7 @@ def test_sample_sizes_follow_olofsson_eq13():
 
 
 def test_sample_is_stratified_by_map_class_and_reads_back(tmp_path, raster_writer):
-    from cropmap.sampling import area_estimate, draw_sample, label_sample_from_raster
+    from cropmap.assessment.sampling import area_estimate, draw_sample, label_sample_from_raster
 
     classes = np.zeros((40, 40), np.uint8)
     classes[:, :10] = 1  # a quarter cropland
@@ -116,7 +116,7 @@ def test_sample_is_stratified_by_map_class_and_reads_back(tmp_path, raster_write
 
 
 def test_unlabelled_sample_point_is_a_clear_error(tmp_path):
-    from cropmap.sampling import read_labelled_sample
+    from cropmap.assessment.sampling import read_labelled_sample
 
     path = tmp_path / "s.csv"
     path.write_text("id,stratum,reference\n0,1,1\n1,0,\n")

@@ -5,9 +5,9 @@ import json
 import pystac
 import pytest
 
-from cropmap.bands import resolve_bands
+from cropmap.acquisition.bands import resolve_bands
 from cropmap.errors import DataError
-from cropmap.sits import reflectance_scaling
+from cropmap.acquisition.sits import reflectance_scaling
 
 from conftest import shared_fixture
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import rasterio
 
-from cropmap.cloudmask import csmask_bands, csmask_masked
+from cropmap.acquisition.cloudmask import csmask_bands, csmask_masked
 from cropmap.config import typed_settings
-from cropmap.demo import make_demo
+from cropmap.demo.area import make_demo
 from cropmap.errors import ConfigError, DataError
 from cropmap.grid import Tile, tiles_for_area
-from cropmap.search import search_items
-from cropmap.sits import build_tile_cube, reflectance_scaling
+from cropmap.acquisition.search import search_items
+from cropmap.acquisition.sits import build_tile_cube, reflectance_scaling
 
 pytest.importorskip("ukis_csmask")
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from cropmap.consensus import consensus_labels
+from cropmap.labels.consensus import consensus_labels
 
 
 def test_unanimous_rule_with_missing_votes():
@@ -22,7 +22,7 @@ def test_min_voters_one_accepts_single_product():
 
 
 def test_k_of_n_and_weighted_rules():
-    from cropmap.consensus import consensus_labels
+    from cropmap.labels.consensus import consensus_labels
 
     products = np.array([[[1, 1, 0]], [[1, 0, 0]], [[0, 0, 255]]], np.uint8)
     labels, _, _ = consensus_labels(products, min_voters=2, rule="k_of_n", min_agreement=2)
@@ -33,7 +33,7 @@ def test_k_of_n_and_weighted_rules():
 
 
 def test_clean_labels_erodes_borders_and_drops_small_patches():
-    from cropmap.consensus import clean_labels
+    from cropmap.labels.consensus import clean_labels
 
     labels = np.zeros((9, 9), np.uint8)
     labels[:, 5:] = 1
@@ -46,7 +46,7 @@ def test_clean_labels_erodes_borders_and_drops_small_patches():
 
 
 def test_label_quality_summary_reports_accuracy_per_source():
-    from cropmap.label_quality import summarise_labels
+    from cropmap.labels.quality import summarise_labels
 
     reference = np.array([[1, 1, 0, 0]], np.uint8)
     a = np.array([[1, 1, 1, 0]], np.uint8)

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 from cropmap.config import settings_json, validate_config
-from cropmap.credentials import redact
+from cropmap.acquisition.credentials import redact
 
 KEY = "pc-subscription-key-0123456789abcdef"
 SAS_TOKEN = "st=2026-11-22&se=2026-11-23&sp=rl&sig=SECRETSIGNATURE42"
@@ -76,9 +76,9 @@ def test_subscription_key_signs_urls_and_is_never_written(tmp_path):
     from test_scenes import _config
 
     from cropmap.config import typed_settings
-    from cropmap.demo import make_demo
+    from cropmap.demo.area import make_demo
     from cropmap.grid import tiles_for_area
-    from cropmap.search import save_items, search_items
+    from cropmap.acquisition.search import save_items, search_items
 
     config = _config(tmp_path)
     config["areas"]["demo"]["stac"]["sign"] = "planetary-computer"

@@ -9,10 +9,10 @@ import rasterio
 from hypothesis import given, settings, strategies as st
 
 from cropmap.config import typed_settings
-from cropmap.demo import make_demo
-from cropmap.demo_series import GAIN_SD, PRODUCT_CONFUSION, SERIES_CLASSES, SHIFT_DAYS, _product_calls, vary_series
+from cropmap.demo.area import make_demo
+from cropmap.demo.series import GAIN_SD, PRODUCT_CONFUSION, SERIES_CLASSES, SHIFT_DAYS, _product_calls, vary_series
 from cropmap.errors import ConfigError
-from cropmap.extractions import BANDS, EXTRACTIONS, MISSING, load_extraction
+from cropmap.demo.extractions import BANDS, EXTRACTIONS, MISSING, load_extraction
 from cropmap.grid import Tile
 
 TILE = 128
@@ -72,7 +72,7 @@ def test_a_varied_series_is_its_source_shifted_by_at_most_two_weeks_and_scaled_b
 
 
 def test_fields_of_one_source_parcel_carry_the_same_series_only_when_verbatim():
-    from cropmap.demo_series import _parcel_series
+    from cropmap.demo.series import _parcel_series
 
     series = load_extraction("worldcereal-east-africa")
     sample = np.repeat(np.flatnonzero(series.landcover == "trees")[:3], 5)  # 3 parcels, 5 fields each

@@ -16,7 +16,7 @@ import yaml
 from pyproj import Transformer
 
 from conftest import REPO
-from cropmap.training import load_checkpoint
+from cropmap.learning.training import load_checkpoint
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from cropmap.glc import PRODUCTS, Legend, legend_for, product_on_tile, product_sources, recode
+from cropmap.labels.products import PRODUCTS, Legend, legend_for, product_on_tile, product_sources, recode
 from cropmap.grid import Tile
 
 from conftest import bbox_inside, shared_fixture, write_raster

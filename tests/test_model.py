@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from cropmap.errors import TrainingError
-from cropmap.model import ModelConfig, SpatioTemporalNet, doy_encoding
-from cropmap.predict import blend_weights, predict_probability, window_starts
-from cropmap.training import (load_checkpoint, masked_mse, save_checkpoint, spatial_aggregation_loss,
+from cropmap.learning.model import ModelConfig, SpatioTemporalNet, doy_encoding
+from cropmap.mapping.predict import blend_weights, predict_probability, window_starts
+from cropmap.learning.training import (load_checkpoint, masked_mse, save_checkpoint, spatial_aggregation_loss,
                               vegetation_mask, visual_similarity_loss)
 
 

@@ -8,7 +8,7 @@ from affine import Affine
 
 from cropmap.config import validate_config
 from cropmap.errors import ConfigError, DataError
-from cropmap.own_labels import rasterize_own_labels, read_own_labels
+from cropmap.labels.own_labels import rasterize_own_labels, read_own_labels
 
 CRS = "EPSG:32614"
 

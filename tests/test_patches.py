@@ -11,9 +11,9 @@ from hypothesis.extra.numpy import arrays
 
 from cropmap.grid import AreaGrid, Tile
 from cropmap.io import write_geotiff
-from cropmap.patches import (BudgetSampler, PatchDataset, PatchStore, draw_labelled_centres, draw_observed_centres,
+from cropmap.learning.patches import (BudgetSampler, PatchDataset, PatchStore, draw_labelled_centres, draw_observed_centres,
                              patch_origins, split_validation, write_block_patches)
-from cropmap.cube import open_cube, write_cube
+from cropmap.acquisition.cube import open_cube, write_cube
 from cropmap.settings import (ModelSettings, PretrainPatchSettings, PretrainSettings, TrainPatchSettings,
                               TrainSettings)
 
@@ -187,7 +187,7 @@ def test_an_area_of_two_blocks_holds_out_tiles_not_half_of_it():
 def test_the_forest_fits_on_a_uniform_sample_of_the_areas_consensus(block_files):
     """As a user's notebook would: every labelled, observed pixel of the area kept with the same
     probability (not the deep model's patches), monthly medians, scikit-learn's forest."""
-    from cropmap.baseline import fit_random_forest, random_forest_block
+    from cropmap.learning.forest import fit_random_forest, random_forest_block
     from cropmap.settings import RandomForestSettings
 
     root, cubes, tiles = block_files
@@ -222,7 +222,7 @@ def test_training_needs_only_the_patch_stores(block_files, tmp_path):
     """Cubes and labels are gone before `pretrain` and `train` run: the stores are all they read."""
     import shutil
 
-    from cropmap.training import pretrain, train
+    from cropmap.learning.training import pretrain, train
 
     root, cubes, tiles = block_files
     copies = [shutil.copy(cube, tmp_path) for cube in cubes]
@@ -273,7 +273,7 @@ def test_own_labels_win_over_the_consensus_and_the_held_out_ones_never_train(blo
 
     import netCDF4
 
-    from cropmap.own_labels import read_own_labels
+    from cropmap.labels.own_labels import read_own_labels
 
     root, cubes, tiles = block_files
     # non-crop on the consensus' crop rows, crop where it says non-crop, crop where it has no label

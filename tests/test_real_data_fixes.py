@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from cropmap.config import validate_config
-from cropmap.dataset import date_positions, season_days
+from cropmap.learning.dataset import date_positions, season_days
 from cropmap.errors import ConfigError
-from cropmap.model import ModelConfig, SpatioTemporalNet
-from cropmap.training import best_f1_threshold, decision_threshold, vegetation_mask, visual_similarity_loss
+from cropmap.learning.model import ModelConfig, SpatioTemporalNet
+from cropmap.learning.training import best_f1_threshold, decision_threshold, vegetation_mask, visual_similarity_loss
 
 WINTER = np.array(["2022-10-15", "2022-11-15", "2022-12-15", "2023-01-15", "2023-02-15"], "datetime64[ns]")
 
@@ -91,14 +91,15 @@ def test_systematic_product_errors(tmp_path):
     """WorldCover misses every soybean field; Esri calls more grassland crop; GLAD sits 30 m east."""
     import rasterio
 
-    from cropmap.demo import make_landscape, write_products
+    from cropmap.demo.landscape import make_landscape
+    from cropmap.demo.products import write_products
     from cropmap.grid import AreaGrid, Tile
 
     grid = AreaGrid((Tile(136, 850, "EPSG:32614", 10.0, 320),))
     land = make_landscape(grid.shape, np.random.default_rng(3), crop_share=0.6)
     random = write_products(land, grid, tmp_path / "random", np.random.default_rng(1))
     systematic = write_products(land, grid, tmp_path / "systematic", np.random.default_rng(1), errors="systematic")
-    from cropmap.glc import legend_for, product_on_tile, product_sources
+    from cropmap.labels.products import legend_for, product_on_tile, product_sources
 
     tile = grid.tiles[0]
 
@@ -114,7 +115,7 @@ def test_systematic_product_errors(tmp_path):
 
 
 def test_a_dynamic_world_fill_is_no_vote():
-    from cropmap.glc import legend_for, recode
+    from cropmap.labels.products import legend_for, recode
 
     values = np.array([[4, 0, 2, 255]], np.uint8)  # crops, water, grass, fill
     np.testing.assert_array_equal(recode(values, legend_for({"type": "dynamic-world"})), [[1, 0, 0, 255]])
@@ -123,7 +124,7 @@ def test_a_dynamic_world_fill_is_no_vote():
 def test_a_balanced_threshold_does_not_follow_the_labels_share_of_crop():
     """Youden's J puts the decision between the classes whatever their shares; F1 moves it
     towards crop when crop is the majority of the labels."""
-    from cropmap.training import balanced_threshold
+    from cropmap.learning.training import balanced_threshold
 
     rng = np.random.default_rng(0)
     crop, other = rng.normal(0.65, 0.1, 9000), rng.normal(0.35, 0.1, 1000)  # 90 % crop
@@ -135,7 +136,7 @@ def test_a_balanced_threshold_does_not_follow_the_labels_share_of_crop():
 
 
 def test_generalised_cross_entropy_bounds_what_a_wrong_label_costs():
-    from cropmap.training import label_loss
+    from cropmap.learning.training import label_loss
 
     weight = torch.ones(2)
     labels = torch.tensor([[[0, 1, 255]]])
@@ -151,7 +152,7 @@ def test_generalised_cross_entropy_bounds_what_a_wrong_label_costs():
 
 
 def test_cosine_schedule_warms_up_then_decays():
-    from cropmap.training import learning_rate_factor
+    from cropmap.learning.training import learning_rate_factor
 
     assert [learning_rate_factor(s, 100, "constant") for s in (1, 50, 100)] == [1.0, 1.0, 1.0]
     factors = [learning_rate_factor(s, 100, "cosine") for s in range(1, 101)]

@@ -15,11 +15,11 @@ import pytest
 import rasterio
 
 from cropmap.config import typed_settings
-from cropmap.demo import make_demo
+from cropmap.demo.area import make_demo
 from cropmap.errors import DataError
 from cropmap.grid import tiles_for_area
-from cropmap.search import search_items
-from cropmap.sits import build_tile_cube
+from cropmap.acquisition.search import search_items
+from cropmap.acquisition.sits import build_tile_cube
 
 TILE = 64
 
@@ -184,7 +184,7 @@ def test_broken_scenes_are_retried_skipped_recorded_and_leave_no_trace(area, tmp
 def test_a_missing_file_is_not_retried_other_read_errors_are(message, calls):
     from rasterio.errors import RasterioIOError
 
-    from cropmap.scenes import with_retries
+    from cropmap.acquisition.scenes import with_retries
 
     attempts = []
 
@@ -263,7 +263,7 @@ def test_a_distributed_dask_scheduler_builds_the_same_cube(area):
 
 
 def _build_on_local_cluster(distributed, items, tile, settings):
-    from cropmap.sits import dask_client
+    from cropmap.acquisition.sits import dask_client
 
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
         with dask_client(cluster.scheduler_address) as client:
@@ -276,7 +276,7 @@ def _build_on_local_cluster(distributed, items, tile, settings):
 def test_read_settings_travel_with_the_reader_not_the_process_environment(area):
     """GDAL's retry options reach every read (on dask workers too) through the reader's captured
     environment; building a cube changes no environment variable of the process."""
-    from cropmap.scenes import CheckedRioDriver
+    from cropmap.acquisition.scenes import CheckedRioDriver
 
     config, items, tile = area
     before = dict(os.environ)
@@ -291,12 +291,12 @@ def test_the_checked_reader_reads_what_odcs_stock_reader_reads(area, monkeypatch
     CRS check) equals the cube built through odc-loader's own RioDriver."""
     import odc.loader
 
-    import cropmap.scenes
+    import cropmap.acquisition.scenes
 
     config, items, tile = area
     settings = typed_settings(config, "demo", "sits")
     checked = build_tile_cube(items=items, tile=tile, settings=settings)
-    monkeypatch.setattr(cropmap.scenes, "CheckedRioDriver", lambda stated_crs, gdal_options: odc.loader.RioDriver())
+    monkeypatch.setattr(cropmap.acquisition.scenes, "CheckedRioDriver", lambda stated_crs, gdal_options: odc.loader.RioDriver())
     stock = build_tile_cube(items=items, tile=tile, settings=settings)
     for name in ("reflectance", "clear_count", "never_observed"):
         np.testing.assert_array_equal(checked[name].values, stock[name].values)
@@ -304,7 +304,7 @@ def test_the_checked_reader_reads_what_odcs_stock_reader_reads(area, monkeypatch
 
 def test_an_unreachable_scheduler_is_one_clear_error():
     pytest.importorskip("distributed")
-    from cropmap.sits import dask_client
+    from cropmap.acquisition.sits import dask_client
 
     with pytest.raises(DataError, match="cannot reach the dask scheduler tcp://127.0.0.1:9"):
         with dask_client("tcp://127.0.0.1:9"):
@@ -317,7 +317,7 @@ def test_a_cube_file_is_cf_reflectance_for_xarray_and_rioxarray(area, tmp_path):
     import rioxarray  # noqa: F401  (registers .rio)
     import xarray as xr
 
-    from cropmap.cube import open_cube, write_cube
+    from cropmap.acquisition.cube import open_cube, write_cube
 
     config, items, tile = area
     cube = build_tile_cube(items=items, tile=tile, settings=typed_settings(config, "demo", "sits"))
@@ -362,7 +362,7 @@ def test_reads_over_http_overlap_beyond_the_cores_and_give_the_local_cube(area, 
 
 
 def test_remote_assets_get_the_reader_threads_local_ones_the_cores(area, tmp_path):
-    from cropmap.sits import read_threads
+    from cropmap.acquisition.sits import read_threads
 
     _, items, _ = area
     served, server = _serve(items[:2], tmp_path, {})

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cropmap.errors import SearchError
-from cropmap.search import search_items
+from cropmap.acquisition.search import search_items
 from cropmap.settings import SearchSettings, from_dict
 
 AOI = [-96.72, 39.29, -96.60, 39.39]

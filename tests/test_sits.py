@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cropmap.compositing import clear_mask, composite, composite_dn, composite_periods, fill_gaps
+from cropmap.acquisition.compositing import clear_mask, composite, composite_dn, composite_periods, fill_gaps
 from cropmap.settings import SeasonSettings
-from cropmap.resampling import resample_bilinear
-from cropmap.sits import reflectance_scaling
+from cropmap.acquisition.resampling import resample_bilinear
+from cropmap.acquisition.sits import reflectance_scaling
 
 
 def test_clear_mask_removes_exactly_the_configured_classes():

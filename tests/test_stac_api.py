@@ -14,10 +14,10 @@ import pystac
 import pytest
 
 from cropmap.config import typed_settings
-from cropmap.demo import make_demo
+from cropmap.demo.area import make_demo
 from cropmap.grid import tiles_for_area
-from cropmap.search import search_items
-from cropmap.sits import build_tile_cube
+from cropmap.acquisition.search import search_items
+from cropmap.acquisition.sits import build_tile_cube
 
 
 def _free_port() -> int:

@@ -8,9 +8,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from cropmap.errors import TrainingError
-from cropmap.patches import PatchStore, PatchWriter
+from cropmap.learning.patches import PatchStore, PatchWriter
 from cropmap.settings import ModelSettings, PretrainSettings, TrainPatchSettings, TrainSettings
-from cropmap.training import dropped_dates, load_checkpoint, pretrain, shifted_series, train
+from cropmap.learning.training import dropped_dates, load_checkpoint, pretrain, shifted_series, train
 
 BANDS = ["B02", "B03", "B04", "B08"]
 MODEL = ModelSettings(width=8, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
@@ -59,7 +59,7 @@ def test_empty_label_set_stops_before_training(tmp_path):
 
 def test_non_finite_loss_names_the_step(tmp_path):
     """A pretrained encoder that diverged (NaN weights) makes the first loss NaN."""
-    from cropmap.model import ModelConfig, SpatioTemporalNet
+    from cropmap.learning.model import ModelConfig, SpatioTemporalNet
 
     store = synthetic_store(tmp_path / "s.nc")
     state = SpatioTemporalNet(ModelConfig(in_bands=4, **dataclasses.asdict(MODEL))).state_dict()
@@ -108,13 +108,13 @@ def demo_tile(tmp_path_factory):
     from test_scenes import _config
 
     from cropmap.config import typed_settings
-    from cropmap.demo import make_demo
+    from cropmap.demo.area import make_demo
     from cropmap.grid import blocks_for_area
-    from cropmap.labels import block_labels, write_block_labels
-    from cropmap.patches import write_block_patches
-    from cropmap.search import search_items
-    from cropmap.cube import write_cube
-    from cropmap.sits import build_tile_cube
+    from cropmap.labels.blocks import block_labels, write_block_labels
+    from cropmap.learning.patches import write_block_patches
+    from cropmap.acquisition.search import search_items
+    from cropmap.acquisition.cube import write_cube
+    from cropmap.acquisition.sits import build_tile_cube
 
     root = tmp_path_factory.mktemp("demo_tile")
     config = _config(root)
@@ -179,7 +179,7 @@ def test_fine_tuning_from_pretraining_starts_from_a_lower_loss(demo_tile, demo_p
 def test_a_pretrained_checkpoint_that_does_not_fit_is_refused_in_one_line():
     """`pretrain.from` may name another area's encoder (issue 23): its bands, size and date
     encoding must be this area's, and what differs is said."""
-    from cropmap.training import check_pretrained_fits
+    from cropmap.learning.training import check_pretrained_fits
 
     model = ModelSettings(width=16, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
                           attention_in_reconstruction=True, series_skip=False, series_hidden=0)
@@ -210,7 +210,7 @@ def test_held_out_labels_of_ones_own_choose_the_checkpoint(tmp_path):
 
 
 def test_ones_own_labels_weigh_as_a_mean_of_their_own_not_as_one_pixel_among_many():
-    from cropmap.training import label_loss, supervised_loss
+    from cropmap.learning.training import label_loss, supervised_loss
 
     # (1, 2, 1, 100): pixel 0 says non-crop, the 99 others crop; every label is crop
     logits = torch.cat([torch.full((1, 1, 1, 100), -2.0), torch.full((1, 1, 1, 100), 2.0)], dim=1)
@@ -307,7 +307,7 @@ def test_one_pretraining_over_two_seasons_draws_each_batch_from_one_and_fine_tun
 
 
 def test_season_batches_never_mix_dates_and_draw_seasons_by_their_patches(tmp_path):
-    from cropmap.patches import PatchDataset, SeasonBatches, SeasonPatches
+    from cropmap.learning.patches import PatchDataset, SeasonBatches, SeasonPatches
 
     small = PatchDataset([synthetic_store(tmp_path / "a.nc", kind="pretrain", seed=0)], crop=8)
     large = PatchDataset([synthetic_store(tmp_path / f"b{i}.nc", kind="pretrain", seed=i, dates=9) for i in (1, 2, 3)], crop=8)
@@ -322,7 +322,7 @@ def test_season_batches_never_mix_dates_and_draw_seasons_by_their_patches(tmp_pa
 
 def test_seasons_of_other_bands_are_refused(tmp_path):
     from cropmap.errors import DataError
-    from cropmap.patches import PatchDataset, SeasonPatches
+    from cropmap.learning.patches import PatchDataset, SeasonPatches
 
     store = synthetic_store(tmp_path / "a.nc", kind="pretrain")
     other = tmp_path / "b.nc"

@@ -14,7 +14,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from conftest import write_raster
 from cropmap.conventions import DECISION_THRESHOLD_TAG, NODATA
 from cropmap.settings import SuggestSettings
-from cropmap.uncertainty import select_apart, suggest_points, uncertainty_percent, write_uncertainty
+from cropmap.mapping.uncertainty import select_apart, suggest_points, uncertainty_percent, write_uncertainty
 
 TRANSFORM = Affine(10, 0, 700000, 0, -10, 4360000)
 CRS = "EPSG:32614"

@@ -16,7 +16,7 @@ import sys
 import time
 
 from cropmap.conventions import available_cores
-from cropmap.credentials import RedactingFilter, redact
+from cropmap.acquisition.credentials import RedactingFilter, redact
 from cropmap.errors import CropmapError, DataError
 
 log = logging.getLogger("cropmap")
@@ -29,27 +29,27 @@ def _settings(args, step: str):
 
 
 def cmd_demo(args) -> None:
-    from cropmap.demo import make_demo
+    from cropmap.demo.area import make_demo
 
     make_demo(settings=_settings(args, "demo"), out_dir=args.out_dir)
 
 
 def cmd_demo_config(args) -> None:
-    from cropmap.demo import write_demo_area_config
+    from cropmap.demo.area import write_demo_area_config
 
     write_demo_area_config(name=args.name, tiles=args.tiles, seed=args.seed, out_path=args.out)
     print(f"demo area {args.name!r} of {args.tiles} x {args.tiles} tiles -> {args.out}")
 
 
 def cmd_search(args) -> None:
-    from cropmap.search import search_to_file
+    from cropmap.acquisition.search import search_to_file
 
     items = search_to_file(settings=_settings(args, "search"), out_path=args.out)
     print(f"{len(items)} items -> {args.out}")
 
 
 def cmd_sits(args) -> None:
-    from cropmap.sits import tile_cube_step
+    from cropmap.acquisition.sits import tile_cube_step
 
     cube = tile_cube_step(settings=_settings(args, "sits"), items_path=args.items, tile_id=args.tile, out_path=args.out)
     print(f"tile {args.tile}: {cube.sizes['time']} composites from {cube.attrs['scenes_loaded']} scenes "
@@ -58,7 +58,7 @@ def cmd_sits(args) -> None:
 
 
 def cmd_labels(args) -> None:
-    from cropmap.labels import labels_step
+    from cropmap.labels.blocks import labels_step
 
     summary = labels_step(settings=_settings(args, "labels"), block=args.block, out_path=args.out)
     print(f"block {args.block}: {summary['tiles']} tiles, labelled {summary['labelled_share']:.1%}, "
@@ -66,7 +66,7 @@ def cmd_labels(args) -> None:
 
 
 def cmd_label_quality(args) -> None:
-    from cropmap.label_quality import label_quality
+    from cropmap.labels.quality import label_quality
 
     summary = label_quality(settings=_settings(args, "label_quality"), label_paths=args.labels, out_json=args.out,
                             out_png=args.plot)
@@ -84,7 +84,7 @@ def _torch_threads() -> int:
 
 
 def cmd_patches(args) -> None:
-    from cropmap.patches import write_block_patches
+    from cropmap.learning.patches import write_block_patches
 
     written = write_block_patches(kind=args.kind, cube_paths=args.cubes, label_paths=args.labels, block=args.block,
                                   settings=_settings(args, f"{args.kind}_patches"), out_path=args.out,
@@ -93,7 +93,7 @@ def cmd_patches(args) -> None:
 
 
 def _stores(paths):
-    from cropmap.patches import PatchStore
+    from cropmap.learning.patches import PatchStore
 
     return [PatchStore.open(path) for path in paths]
 
@@ -114,7 +114,7 @@ def _season_stores(paths, settings):
 
 
 def cmd_pretrain(args) -> None:
-    from cropmap.training import pretrain
+    from cropmap.learning.training import pretrain
 
     workers = _torch_threads()
     settings = _settings(args, "pretrain")
@@ -125,7 +125,7 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from cropmap.training import train_step
+    from cropmap.learning.training import train_step
 
     workers = _torch_threads()
     result = train_step(settings=_settings(args, "train"), stores=_stores(args.patches), pretrained_path=args.pretrained,
@@ -134,7 +134,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from cropmap.predict import predict_step
+    from cropmap.mapping.predict import predict_step
 
     _torch_threads()
     predict_step(settings=_settings(args, "predict"), cube_paths=args.cubes, model_path=args.model, block=args.block,
@@ -143,7 +143,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_mosaic(args) -> None:
-    from cropmap.predict import mosaic_step
+    from cropmap.mapping.predict import mosaic_step
 
     grid = mosaic_step(settings=_settings(args, "mosaic"), block_paths=args.tiles, map_path=args.map,
                        probability_path=args.probability, legend_png=args.legend)
@@ -151,7 +151,7 @@ def cmd_mosaic(args) -> None:
 
 
 def cmd_assess(args) -> None:
-    from cropmap.assessment import assess
+    from cropmap.assessment.metrics import assess
 
     table = assess(settings=_settings(args, "assess"), map_path=args.map, extra_maps=dict(args.extra_map or []),
                    label_paths=args.labels, out_json=args.out, out_table=args.table, out_csv=args.csv,
@@ -160,7 +160,7 @@ def cmd_assess(args) -> None:
 
 
 def cmd_ablation_table(args) -> None:
-    from cropmap.assessment import ablation_table
+    from cropmap.assessment.metrics import ablation_table
 
     table = ablation_table(settings=_settings(args, "assess"), map_path=args.map, maps=dict(args.extra_map or []),
                            model_paths=args.models, label_paths=args.labels, out_json=args.out, out_table=args.table,
@@ -169,7 +169,7 @@ def cmd_ablation_table(args) -> None:
 
 
 def cmd_random_forest(args) -> None:
-    from cropmap.baseline import fit_random_forest, save_forest
+    from cropmap.learning.forest import fit_random_forest, save_forest
 
     model = fit_random_forest(cube_paths=args.cubes, label_paths=args.labels, settings=_settings(args, "random_forest"),
                               threads=available_cores())
@@ -178,7 +178,7 @@ def cmd_random_forest(args) -> None:
 
 
 def cmd_random_forest_predict(args) -> None:
-    from cropmap.baseline import random_forest_predict_step
+    from cropmap.learning.forest import random_forest_predict_step
 
     random_forest_predict_step(settings=_settings(args, "random_forest_predict"), cube_paths=args.cubes,
                                model_path=args.model, block=args.block, out_path=args.out)
@@ -186,14 +186,14 @@ def cmd_random_forest_predict(args) -> None:
 
 
 def cmd_quicklook(args) -> None:
-    from cropmap.report import quicklook
+    from cropmap.reporting.figures import quicklook
 
     quicklook(map_path=args.map, probability_path=args.probability, map_png=args.map_png,
               probability_png=args.probability_png)
 
 
 def cmd_availability(args) -> None:
-    from cropmap.report import availability
+    from cropmap.reporting.figures import availability
 
     flagged = availability(cube_paths=args.cubes, out_png=args.png, out_csv=args.csv, out_scenes_csv=args.scenes_csv)
     for record in flagged:
@@ -203,15 +203,15 @@ def cmd_availability(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from cropmap.sampling import sample_map
+    from cropmap.assessment.sampling import sample_map
 
     points = sample_map(settings=_settings(args, "sample"), map_path=args.map, out_csv=args.csv, out_gpkg=args.gpkg)
     print(f"{len(points)} sample points -> {args.csv}, {args.gpkg}")
 
 
 def cmd_uncertainty(args) -> None:
-    from cropmap.report import uncertainty_style
-    from cropmap.uncertainty import write_uncertainty
+    from cropmap.reporting.styles import uncertainty_style
+    from cropmap.mapping.uncertainty import write_uncertainty
 
     write_uncertainty(probability_path=args.probability, out_path=args.out)
     uncertainty_style(args.out)
@@ -219,7 +219,7 @@ def cmd_uncertainty(args) -> None:
 
 
 def cmd_suggest(args) -> None:
-    from cropmap.uncertainty import suggest_points
+    from cropmap.mapping.uncertainty import suggest_points
 
     summary = suggest_points(settings=_settings(args, "suggest"), uncertainty_path=args.uncertainty, map_path=args.map,
                              probability_path=args.probability, out_csv=args.csv, out_gpkg=args.gpkg,
@@ -230,7 +230,7 @@ def cmd_suggest(args) -> None:
 
 
 def cmd_area(args) -> None:
-    from cropmap.sampling import estimate_area
+    from cropmap.assessment.sampling import estimate_area
 
     result = estimate_area(settings=_settings(args, "area"), map_path=args.map, sample_csv=args.sample,
                            labelled_out=args.labelled_out, out_json=args.out, out_csv=args.csv)
@@ -239,7 +239,7 @@ def cmd_area(args) -> None:
 
 
 def cmd_stac_item(args) -> None:
-    from cropmap.report import stac_item_step
+    from cropmap.reporting.stac_item import stac_item_step
 
     stac_item_step(settings=_settings(args, "stac_item"), map_path=args.map, probability_path=args.probability,
                    model_path=args.model, metrics_path=args.metrics, area_estimate_path=args.area_estimate,
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["pretrain", "train"], required=True)
     p.add_argument("--cubes", nargs="+", required=True, help="the block's tile cubes")
     p.add_argument("--labels", nargs="+", help="the block's label file (training patches)")
-    p.add_argument("--own-labels", help="labels of one's own (CSV or vector file, `cropmap.own_labels`; training patches)")
+    p.add_argument("--own-labels", help="labels of one's own (CSV or vector file, `cropmap.labels.own_labels`; training patches)")
     p.add_argument("--block", required=True)
     p.add_argument("--out", required=True)
     p = add("pretrain", cmd_pretrain, "self-supervised masked pretraining")

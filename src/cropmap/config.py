@@ -77,7 +77,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def _known_products() -> list[str]:
-    from cropmap.glc import PRODUCTS
+    from cropmap.labels.products import PRODUCTS
 
     return sorted(PRODUCTS)
 
@@ -188,7 +188,7 @@ def _check_area(name: str, area: dict[str, Any], config: dict[str, Any]) -> None
     from pyproj import CRS
     from pyproj.exceptions import CRSError
 
-    from cropmap.glc import PRODUCTS
+    from cropmap.labels.products import PRODUCTS
 
     key = f"areas.{name}"
     start = _parse_date(area["season"]["start"], f"{key}.season.start")

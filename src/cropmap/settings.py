@@ -58,7 +58,7 @@ class ReferenceSettings:
 
 @_settings
 class ConsensusSettings:
-    """How the products' crop / non-crop votes become labels (`cropmap.consensus`)."""
+    """How the products' crop / non-crop votes become labels (`cropmap.labels.consensus`)."""
     rule: str
     min_voters: int
     min_agreement: int
@@ -83,7 +83,7 @@ class ModelSettings:
 
 @_settings
 class DemoSettings:
-    """Parameters of the synthetic demo area (`cropmap.demo`)."""
+    """Parameters of a demo area (`cropmap.demo`)."""
     seed: int
     revisit_days: int
     crop_share: float
@@ -157,7 +157,7 @@ class PretrainPatchSettings:
 class TrainPatchSettings(PretrainPatchSettings):
     follow_labelled_share: bool
     crop_share: float | None
-    own_holdout: float  # share of one's own labels held out (`cropmap.own_labels`)
+    own_holdout: float  # share of one's own labels held out (`cropmap.labels.own_labels`)
 
 
 @_settings

@@ -20,11 +20,11 @@ import xarray as xr
 from tqdm import tqdm
 
 from cropmap.conventions import DECISION_THRESHOLD_TAG, NODATA
-from cropmap.dataset import standardise
+from cropmap.learning.dataset import standardise
 from cropmap.errors import DataError
 from cropmap.grid import AreaGrid
 from cropmap.io import write_cog_from_blocks, write_geotiff
-from cropmap.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
+from cropmap.learning.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
 from cropmap.settings import MosaicSettings, PredictSettings
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def mosaic(block_paths: Sequence[str], grid: AreaGrid, *, band: int, out_path, r
 def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: dict[str, Any],
                      settings: PredictSettings) -> tuple[np.ndarray, np.ndarray]:
     """Crop probability (H, W) of one tile cube, its halo cut off, and the mask of observed pixels."""
-    from cropmap.dataset import date_positions
+    from cropmap.learning.dataset import date_positions
 
     mean, std = checkpoint["band_mean"].numpy(), checkpoint["band_std"].numpy()
     bands = [str(b) for b in cube["band"].values]
@@ -163,7 +163,7 @@ def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: 
 def predict_block(*, cube_paths: Sequence[str], checkpoint: dict[str, Any], block: AreaGrid,
                   settings: PredictSettings, out_path) -> None:
     """Predict each tile cube of `block` and write the block's class and probability (percent) raster."""
-    from cropmap.cube import open_cube
+    from cropmap.acquisition.cube import open_cube
 
     model = load_model(checkpoint, pick_device())
     # the setting wins; else the threshold training calibrated (0.5 for checkpoints without one)
@@ -194,7 +194,7 @@ def write_block_prediction(path, prediction: np.ndarray, *, block: AreaGrid, thr
 def predict_step(*, settings: PredictSettings, cube_paths: Sequence[str], model_path, block: str, out_path) -> None:
     """The `predict` step: the model of checkpoint `model_path` on the tile cubes of block `block`."""
     from cropmap.grid import block_by_id
-    from cropmap.training import load_checkpoint
+    from cropmap.learning.training import load_checkpoint
 
     predict_block(cube_paths=cube_paths, checkpoint=load_checkpoint(model_path), settings=settings,
                   block=block_by_id(settings.grid, settings.block_tiles, block), out_path=out_path)
@@ -206,7 +206,7 @@ def mosaic_step(*, settings: MosaicSettings, block_paths: Sequence[str], map_pat
     class map with its colour table and names; with `legend_png`, QGIS styles and a legend beside them."""
     from cropmap.conventions import CLASSES_TAG, MAP_CLASSES
     from cropmap.grid import tiles_for_area
-    from cropmap.report import map_styles
+    from cropmap.reporting.styles import map_styles
 
     grid = AreaGrid(tuple(tiles_for_area(settings.grid)))
     mosaic(block_paths, grid, band=1, out_path=map_path, resampling="nearest",

@@ -1,7 +1,7 @@
 """Demo areas of real Sentinel-2 series of real, labelled parcels (`demo.series`).
 
 The fields of a synthetic parcel layout (`cropmap.demo.make_landscape`) each take the monthly
-L2A series of one real parcel of a WorldCereal extraction (`cropmap.extractions`), drawn from the
+L2A series of one real parcel of a WorldCereal extraction (`cropmap.demo.extractions`), drawn from the
 crop parcels with probability `demo.crop_share` and from the other parcels otherwise. An extraction
 holds fewer parcels than an area has fields, so a source parcel serves several fields; with
 `demo.series_copies: varied` (the default) no two fields carry the same series: each field's is its
@@ -32,11 +32,12 @@ from rasterio.enums import Resampling
 from scipy import ndimage
 from tqdm import tqdm
 
-from cropmap.demo import (SPECTRA, Landscape, _new_catalog, add_cloud_bank, archive_edge, cloud_bank_dates,
-                          cloud_bank_mask, esri_spill, make_landscape, on_grid, product_grids, PRODUCT_FILES,
-                          save_catalog, write_reference, write_scene)
+from cropmap.demo.catalog import new_catalog, save_catalog, write_scene
+from cropmap.demo.landscape import (SPECTRA, Landscape, add_cloud_bank, archive_edge, cloud_bank_dates, cloud_bank_mask,
+                                    make_landscape, write_reference)
+from cropmap.demo.products import PRODUCT_FILES, esri_spill, on_grid, product_grids
 from cropmap.errors import ConfigError
-from cropmap.extractions import CROPLAND_CLASS, MISSING, ExtractionSeries, load_extraction
+from cropmap.demo.extractions import CROPLAND_CLASS, MISSING, ExtractionSeries, load_extraction
 from cropmap.grid import AreaGrid, tiles_for_area
 from cropmap.io import atomic_path, write_geotiff
 from cropmap.settings import DemoAreaSettings
@@ -217,7 +218,7 @@ def make_series_demo(*, settings: DemoAreaSettings, out_dir: str | Path) -> Path
                     classes=SERIES_CLASSES, crop_classes=(_CODE[CROPLAND_CLASS],))
 
     catalog_dir = out_dir / "stac"
-    catalog, collection = _new_catalog()
+    catalog, collection = new_catalog()
     scene_rng = np.random.default_rng(demo.seed + 3)
     texture = 1 + TEXTURE * ndimage.gaussian_filter(scene_rng.standard_normal(grid.shape).astype(np.float32), 1.0) / 0.28
     beyond_edge = archive_edge(grid.shape, demo.data_coverage)

@@ -36,11 +36,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cropmap.conventions import NODATA
-from cropmap.dataset import band_index, band_statistics, date_positions, standardise
+from cropmap.learning.dataset import band_index, band_statistics, date_positions, standardise
 from cropmap.errors import TrainingError
 from cropmap.io import atomic_path
-from cropmap.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
-from cropmap.patches import BudgetSampler, PatchDataset, PatchStore, SeasonBatches, SeasonPatches, split_validation
+from cropmap.learning.model import ModelConfig, SpatioTemporalNet, autocast, pick_device
+from cropmap.learning.patches import BudgetSampler, PatchDataset, PatchStore, SeasonBatches, SeasonPatches, split_validation
 from cropmap.settings import PretrainSettings, TrainSettings, to_dict
 
 log = logging.getLogger(__name__)

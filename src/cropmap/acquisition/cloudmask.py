@@ -3,7 +3,7 @@
 `scl_masked` reads the Scene Classification Layer of the L2A product; `csmask_masked` runs the
 ukis-csmask CNN (a U-Net trained on Sentinel-2 L2A, shipped with its weights in the
 `ukis-csmask` wheel: nothing is downloaded) on six bands, for users who want more than SCL, which
-misses thin cloud edges and part of the shadows. `cropmap.sits` masks the union of the two when
+misses thin cloud edges and part of the shadows. `cropmap.acquisition.sits` masks the union of the two when
 `sits.cloud_masker` is `ukis-csmask`, then grows it by `sits.cloud_dilation_px`.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cropmap.bands import SENTINEL2_BANDS
+from cropmap.acquisition.bands import SENTINEL2_BANDS
 from cropmap.conventions import available_cores
 from cropmap.errors import ConfigError, DataError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cropmap.compositing import in_blocks
+from cropmap.acquisition.compositing import in_blocks
 
 __all__ = ["nearest_indices", "pixel_positions", "resample_bilinear"]
 

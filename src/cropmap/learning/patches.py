@@ -28,7 +28,7 @@ import numpy as np
 from cropmap.conventions import CROP, NODATA, NONCROP, REFLECTANCE_FILL
 from cropmap.errors import DataError
 from cropmap.io import atomic_path
-from cropmap.own_labels import OwnLabels, rasterize_own_labels, read_own_labels
+from cropmap.labels.own_labels import OwnLabels, rasterize_own_labels, read_own_labels
 from cropmap.settings import PretrainPatchSettings, TrainPatchSettings
 
 log = logging.getLogger(__name__)
@@ -178,12 +178,12 @@ def write_block_patches(*, kind: str, cube_paths: Sequence[str], label_paths: Se
     """Draw the patches of one block's tiles and write them to the block's store; returns patches per tile.
 
     settings: `TrainPatchSettings` for training patches. `own_labels_path`: one's own labels
-    (`cropmap.own_labels`), which replace the consensus where they lie, each (up to `per_tile` a
+    (`cropmap.labels.own_labels`), which replace the consensus where they lie, each (up to `per_tile` a
     tile) with a patch of its own; the held-out ones go to the store's `check` only.
     Memory: one tile cube at a time.
     """
-    from cropmap.labels import read_window
-    from cropmap.cube import open_cube
+    from cropmap.labels.blocks import read_window
+    from cropmap.acquisition.cube import open_cube
 
     if kind == TRAIN and not label_paths:
         raise DataError("training patches need the block's label file")

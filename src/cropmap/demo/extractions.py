@@ -4,7 +4,7 @@ Two extraction files of `WorldCereal/worldcereal-classification` (MIT licence, d
 `cropmap/data/worldcereal/README.md`) are shipped as compact `.npz` copies: for each sample its
 monthly L2A reflectance (10 bands, int DN = reflectance * 10000, `MISSING` where the composite had
 no clear observation), its `ewoc_code` and its WorldCereal LANDCOVER10 class (cropland = temporary
-crops). `cropmap.demo` fills the fields of a study area with them (`demo.series`).
+crops). `cropmap.demo.series` fills the fields of a study area with them (`demo.series`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from cropmap.cloudmask import scl_masked
+from cropmap.acquisition.cloudmask import scl_masked
 from cropmap.conventions import available_cores
 from cropmap.settings import SeasonSettings
 

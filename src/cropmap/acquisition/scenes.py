@@ -4,7 +4,7 @@ A remote archive of thousands of files always has a few that fail: a 404, a trun
 whose georeferencing disagrees with its STAC metadata. One such scene must not stop a tile, and it
 must not slip into the composite either. `CheckedRioDriver` is the odc-stac reader that refuses a
 file whose CRS is not the one its item states; `with_retries` retries transient failures with
-backoff; `cropmap.sits` skips the scenes that still fail and records them as `SkippedScene`s.
+backoff; `cropmap.acquisition.sits` skips the scenes that still fail and records them as `SkippedScene`s.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from odc.loader._rio import _do_read, _reproject_info_from_rio
 from odc.loader.types import RasterLoadParams, RasterSource
 from pyproj import CRS
 
-from cropmap.credentials import redact
+from cropmap.acquisition.credentials import redact
 from cropmap.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import from_bounds
 
-from cropmap.consensus import clean_labels, consensus_labels
+from cropmap.labels.consensus import clean_labels, consensus_labels
 from cropmap.errors import DataError
 from cropmap.conventions import NODATA
-from cropmap.glc import legend_for, product_on_tile, product_sources
+from cropmap.labels.products import legend_for, product_on_tile, product_sources
 from cropmap.grid import AreaGrid, Tile
 from cropmap.io import write_geotiff
 from cropmap.settings import ConsensusSettings, LabelsSettings

@@ -86,7 +86,7 @@ def suggest_points(*, settings: SuggestSettings, uncertainty_path, map_path, pro
     JSON summary with the map's class shares among them. Memory: one window plus the candidates."""
     from pyproj import Transformer
 
-    from cropmap.sampling import write_points_gpkg
+    from cropmap.assessment.sampling import write_points_gpkg
 
     rng = np.random.default_rng(settings.seed)
     keep = max(settings.points * settings.candidates_per_point, settings.points)

@@ -128,7 +128,7 @@ def product_sources(product: dict[str, Any], tile: Tile) -> list[str]:
     from shapely.geometry import box
 
     from cropmap.grid import reproject_geometry
-    from cropmap.search import find_items
+    from cropmap.acquisition.search import find_items
 
     stac = product["stac"]
     footprint = reproject_geometry(box(*tile.bounds), tile.crs, "EPSG:4326")

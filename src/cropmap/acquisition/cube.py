@@ -1,6 +1,6 @@
 """A tile's cube on disk: CF-1.10 netCDF written atomically, read back as cropmap computes on it.
 
-Kept apart from `cropmap.sits` (which builds cubes with odc-stac), so that the steps that only read
+Kept apart from `cropmap.acquisition.sits` (which builds cubes with odc-stac), so that the steps that only read
 cubes (patches, predict, the forest) do not import odc-stac's reader."""
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from cropmap.assessment import reference_from_settings
+from cropmap.assessment.metrics import reference_from_settings
 from cropmap.conventions import CLASS_COLOURS, NODATA
 from cropmap.grid import AreaGrid, tiles_for_area
 from cropmap.io import write_json
-from cropmap.labels import BlockRasters, product_band
+from cropmap.labels.blocks import BlockRasters, product_band
 from cropmap.settings import LabelQualitySettings
 
 __all__ = ["LabelCounts", "label_quality", "summarise_labels"]

@@ -247,7 +247,7 @@ def assess_area(*, tiles: Sequence[Tile], reference: Reference, maps: Mapping[st
     as uint8; memory is that of one tile, whatever the area. Each source's metrics also hold `agree`
     and `disagree`: the same on the pixels where the products agree (the consensus labels them) and
     on the others, which is where the map has to do better than the products."""
-    from cropmap.labels import BlockRasters, product_band
+    from cropmap.labels.blocks import BlockRasters, product_band
 
     labels = BlockRasters(label_paths)
     bands = {"consensus": 1, **{name: product_band(label_paths[0], name) for name in products}}
@@ -292,7 +292,7 @@ def assess(*, settings: AssessSettings, map_path: str, extra_maps: Mapping[str, 
            out_json, out_table, out_csv, out_per_tile, out_confusion_png) -> str:
     """The `assess` step: metrics of the map, `extra_maps`, the consensus and every product against
     the area's reference, as JSON, Markdown, CSV, per-tile CSV and confusion plot; returns the table."""
-    from cropmap.report import confusion_plot
+    from cropmap.reporting.figures import confusion_plot
 
     metrics, per_tile = _assess_settings(settings, maps={"map": map_path, **extra_maps}, label_paths=label_paths)
     table = metrics_table(metrics, decimals=settings.table_decimals)
@@ -380,8 +380,8 @@ def ablation_table(*, settings: AssessSettings, map_path: str, maps: Mapping[str
     products, summarised over seeds (`summarise_seeds`); returns the Markdown table."""
     from pathlib import PurePath
 
-    from cropmap.report import confusion_plot
-    from cropmap.training import load_checkpoint
+    from cropmap.reporting.figures import confusion_plot
+    from cropmap.learning.training import load_checkpoint
 
     selection = {}
     for path in model_paths:  # .../ablation/<variant>/seed<seed>/model.pt

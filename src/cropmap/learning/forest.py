@@ -81,7 +81,7 @@ def fit_random_forest(*, cube_paths: Sequence[str], label_paths: Sequence[str], 
     import rasterio
     from sklearn.ensemble import RandomForestClassifier
 
-    from cropmap.cube import open_cube
+    from cropmap.acquisition.cube import open_cube
 
     rng = np.random.default_rng(settings.seed)
     labelled_total = 0
@@ -139,10 +139,10 @@ def load_forest(path) -> dict[str, Any]:
 
 
 def random_forest_block(*, cube_paths: Sequence[str], model: dict[str, Any], block: AreaGrid) -> np.ndarray:
-    """(2, H, W) uint8 of one block, as `cropmap.predict` writes it: class (1 crop, 0 non-crop) and
+    """(2, H, W) uint8 of one block, as `cropmap.mapping.predict` writes it: class (1 crop, 0 non-crop) and
     the forest's crop probability in percent, 255 where never observed or outside the tiles."""
-    from cropmap.predict import classify
-    from cropmap.cube import open_cube
+    from cropmap.mapping.predict import classify
+    from cropmap.acquisition.cube import open_cube
 
     from cropmap.conventions import available_cores
 
@@ -169,7 +169,7 @@ def random_forest_predict_step(*, settings: BlockSettings, cube_paths: Sequence[
                                out_path) -> None:
     """The `random_forest_predict` step: the forest saved at `model_path` on the tile cubes of block `block`."""
     from cropmap.grid import block_by_id
-    from cropmap.predict import write_block_prediction
+    from cropmap.mapping.predict import write_block_prediction
 
     grid = block_by_id(settings.grid, settings.block_tiles, block)
     out = random_forest_block(cube_paths=cube_paths, model=load_forest(model_path), block=grid)

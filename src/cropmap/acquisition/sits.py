@@ -1,8 +1,8 @@
 """Satellite image time series per tile: load, cloud-mask, composite, gap-fill, store.
 
-`build_tile_cube` reads the scenes with odc-stac (`cropmap.scenes`' checked reader), one batch of
+`build_tile_cube` reads the scenes with odc-stac (`cropmap.acquisition.scenes`' checked reader), one batch of
 composite periods at a time so that memory is bounded by a few periods' scenes, not the season; the
-maths are in `cropmap.compositing` and `cropmap.resampling`, the file in `cropmap.cube`.
+maths are in `cropmap.acquisition.compositing` and `cropmap.acquisition.resampling`, the file in `cropmap.acquisition.cube`.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ import xarray as xr
 from rasterio.errors import RasterioError
 from tqdm import tqdm
 
-from cropmap.cloudmask import check_csmask, csmask_bands, csmask_masked, scl_masked
-from cropmap.credentials import sign_items
-from cropmap.compositing import composite, composite_dn, composite_periods, fill_gaps, grown_mask, in_blocks
+from cropmap.acquisition.cloudmask import check_csmask, csmask_bands, csmask_masked, scl_masked
+from cropmap.acquisition.credentials import sign_items
+from cropmap.acquisition.compositing import composite, composite_dn, composite_periods, fill_gaps, grown_mask, in_blocks
 from cropmap.conventions import REFLECTANCE_FILL, REFLECTANCE_SCALE
 from cropmap.errors import DataError
 from cropmap.grid import Tile
-from cropmap.resampling import nearest_indices, resample_bilinear
+from cropmap.acquisition.resampling import nearest_indices, resample_bilinear
 from cropmap.settings import SitsSettings
-from cropmap.scenes import AssetMismatch, SkippedScene, first_line, is_missing_file, with_retries
+from cropmap.acquisition.scenes import AssetMismatch, SkippedScene, first_line, is_missing_file, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class _TileSources:
 
 
 def _tile_sources(items: Sequence[pystac.Item], tile: Tile, settings: SitsSettings) -> _TileSources:
-    from cropmap.bands import resolve_bands
+    from cropmap.acquisition.bands import resolve_bands
 
     bands, scl_band = list(settings.bands), settings.scl_band
     retry = {"retries": settings.read_retries, "backoff_s": settings.read_backoff_s}
@@ -140,7 +140,7 @@ def _tile_sources(items: Sequence[pystac.Item], tile: Tile, settings: SitsSettin
                     # HTTP/2 connection where the server speaks it
                     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES", "GDAL_HTTP_MULTIPLEX": "YES",
                     "GDAL_HTTP_VERSION": "2"}
-    # signed in memory only: saved items keep unsigned URLs (see cropmap.credentials)
+    # signed in memory only: saved items keep unsigned URLs (see cropmap.acquisition.credentials)
     meets = _meets_tile(tile, settings.halo_px)
     items = sign_items([item for item in items if meets(item.bbox)], method=settings.sign)
     if not items:
@@ -283,7 +283,7 @@ def _band_grids(item: pystac.Item, keys: dict[str, str], scl_band: str, fine) ->
     grid. Without SCL at twice the pixel size, all go on the tile grid."""
     from odc.geo.geobox import GeoBox
 
-    from cropmap.bands import native_resolution
+    from cropmap.acquisition.bands import native_resolution
 
     res = abs(fine.resolution.x)
     coarse_res = 2 * res
@@ -305,7 +305,7 @@ def _lazy_loads(items: Sequence[pystac.Item], keys: dict[str, str], grids: list[
     are set around every read."""
     import odc.stac
 
-    from cropmap.scenes import CheckedRioDriver, stated_crs_by_href
+    from cropmap.acquisition.scenes import CheckedRioDriver, stated_crs_by_href
 
     driver = CheckedRioDriver(stated_crs_by_href(items, list(keys.values())), gdal_options=gdal_options)
     loads = {}
@@ -505,7 +505,7 @@ def tile_cube_step(*, settings: SitsSettings, items_path, tile_id: str, out_path
     import dask
 
     from cropmap.conventions import available_cores
-    from cropmap.cube import write_cube
+    from cropmap.acquisition.cube import write_cube
     from cropmap.grid import tile_by_id
 
     tile = tile_by_id(settings.grid, tile_id)
