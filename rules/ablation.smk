@@ -78,50 +78,27 @@ use rule mosaic as ablation_mosaic with:
         "results/{area}/benchmarks/ablation/{variant}/seed{seed}/mosaic.tsv"
 
 
-rule random_forest:
-    input:
-        cubes=area_files("sits/{tile}.nc"),
-        labels=block_files("labels/{block}.tif"),
+use rule forest as ablation_forest with:
     output:
         "results/{area}/ablation/random_forest/seed{seed}/model.joblib",
     params:
         settings=lambda wildcards: settings_json(config, wildcards.area, f"random_forest:{wildcards.seed}"),
-    threads: 2
-    resources:
-        mem_mb=4000,
     log:
         "results/{area}/logs/ablation/random_forest/seed{seed}/fit.log",
     benchmark:
         "results/{area}/benchmarks/ablation/random_forest/seed{seed}/fit.tsv"
-    conda:
-        "../envs/geo.yaml"
-    shell:
-        "cropmap random-forest --settings {params.settings:q} --cubes {input.cubes} --labels {input.labels} "
-        "--threads {threads} "
-        "--out {output} > {log} 2>&1"
 
 
-rule random_forest_predict:
+use rule forest_predict as ablation_forest_predict with:
     input:
         cubes=block_cubes,
         model="results/{area}/ablation/random_forest/seed{seed}/model.joblib",
     output:
         "results/{area}/ablation/random_forest/seed{seed}/predict/{block}.tif",
-    params:
-        settings=step_settings("random_forest_predict"),
-    threads: 2
-    resources:
-        mem_mb=3000,
     log:
         "results/{area}/logs/ablation/random_forest/seed{seed}/predict/{block}.log",
     benchmark:
         "results/{area}/benchmarks/ablation/random_forest/seed{seed}/predict/{block}.tsv"
-    conda:
-        "../envs/geo.yaml"
-    shell:
-        "cropmap random-forest-predict --settings {params.settings:q} --threads {threads} --cubes {input.cubes} "
-        "--model {input.model} "
-        "--block {wildcards.block} --out {output} > {log} 2>&1"
 
 
 rule ablation_assess:

@@ -1,6 +1,7 @@
 rule assess:
     input:
         map="results/{area}/cropland.tif",
+        methods=lambda wildcards: list(assessed_methods(wildcards).values()),
         labels=block_files("labels/{block}.tif"),
         reference=reference_source,
     output:
@@ -26,6 +27,7 @@ rule assess:
         ),
     params:
         settings=step_settings("assess"),
+        methods=lambda wildcards: " ".join(f"--extra-map {name} {path}" for name, path in assessed_methods(wildcards).items()),
     log:
         "results/{area}/logs/assess.log",
     benchmark:
@@ -33,6 +35,6 @@ rule assess:
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap assess --settings {params.settings:q} --map {input.map} --labels {input.labels} "
+        "cropmap assess --settings {params.settings:q} --map {input.map} {params.methods} --labels {input.labels} "
         "--out {output.metrics} --table {output.table} --csv {output.csv} "
         "--per-tile {output.per_tile} --confusion-png {output.confusion} > {log} 2>&1"

@@ -101,6 +101,31 @@ def patch_inputs(wildcards):
     return inputs
 
 
+# `predict.method`: which blocks make the map, and the other methods' maps the assessment reports
+METHOD_BLOCKS = {
+    "network": "predict/{block}.tif",
+    "forest": "forest/predict/{block}.tif",
+    "ensemble": "ensemble/predict/{block}.tif",
+}
+
+
+def map_blocks(wildcards):
+    """The block predictions `cropland.tif` is the mosaic of: those of `predict.method`."""
+    return block_files(METHOD_BLOCKS[config["predict"]["method"]])(wildcards)
+
+
+def method_blocks(wildcards):
+    return block_files(METHOD_BLOCKS[wildcards.method])(wildcards)
+
+
+def assessed_methods(wildcards):
+    """{name: map} of the network and the forest, assessed beside the map: `cropland.tif` itself for
+    the method that makes it, else that method's own mosaic."""
+    shipped = config["predict"]["method"]
+    return {method: f"results/{wildcards.area}/cropland.tif" if method == shipped
+            else f"results/{wildcards.area}/methods/{method}/cropland.tif" for method in ("network", "forest")}
+
+
 def reference_source(wildcards):
     ref = config["areas"][wildcards.area].get("reference")
     return local_path(ref["path"]) if ref else []

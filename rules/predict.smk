@@ -23,7 +23,7 @@ rule predict:
 
 rule mosaic:
     input:
-        block_files("predict/{block}.tif"),
+        map_blocks,
     output:
         map="results/{area}/cropland.tif",
         probability="results/{area}/cropland_probability.tif",

@@ -85,6 +85,18 @@ def test_step_settings_are_scoped():
     assert "interval_days" in step_settings(config, "demo", "sits")
 
 
+def test_the_map_making_method_reruns_neither_the_network_nor_the_forest():
+    config = load_config(REPO / "config.yaml")
+    steps = ("predict", "mosaic", "random_forest", "random_forest_predict", "ensemble", "assess")
+    before = {step: settings_json(config, "demo", step) for step in steps}
+    config["predict"]["method"] = "ensemble"  # the mosaic's inputs change, no step's settings
+    assert {s for s in steps if settings_json(config, "demo", s) != before[s]} == set()
+    config["predict"]["network_weight"] = 0.7
+    assert {s for s in steps if settings_json(config, "demo", s) != before[s]} == {"ensemble"}
+    config["forest"]["trees"] = 50
+    assert {s for s in steps if settings_json(config, "demo", s) != before[s]} == {"ensemble", "random_forest"}
+
+
 def test_sampling_settings_reach_only_their_patches():
     config = load_config(REPO / "config.yaml")
     config["areas"]["demo"].pop("patches", None)  # the demo's own sampling would hide the top level's

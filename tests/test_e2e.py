@@ -124,7 +124,8 @@ def test_stac_item_declares_its_extensions_reports_accuracy_and_validates_offlin
 
 def test_assessment_lists_every_source(workflow):
     metrics = json.loads((workflow / "results/demo/assessment/metrics.json").read_text())["sources"]
-    assert set(metrics) == {"map", "consensus", "worldcover", "esri", "glad"}
+    assert set(metrics) == {"map", "network", "forest", "consensus", "worldcover", "esri", "glad"}
+    assert metrics["network"] == metrics["map"]  # the network makes the map (predict.method: network)
     for entry in metrics.values():
         for key in ("f1", "precision", "recall", "iou", "oa", "kappa", "confusion_matrix"):
             assert key in entry
@@ -162,6 +163,13 @@ def test_an_area_of_ones_own_runs_alone_from_its_own_config_file(workflow):
     with rasterio.open(workflow / "results/mine/cropland.tif") as src:
         assert src.shape == (TILE, TILE)
     assert "Nothing to be done" in (r := snakemake(workflow, "-n")).stdout + r.stderr  # the demo untouched
+
+
+def test_the_ensemble_makes_the_map_from_the_network_and_the_forest_already_made(workflow):
+    plan = planned_jobs(snakemake(workflow, "-n", "--config", "predict={method: ensemble}").stdout)
+    # the forest's map made for the assessment is reused; only the blocks' ensemble and what follows run
+    assert plan["ensemble"] == 1 and plan["mosaic"] == 1 and plan["method_mosaic"] == 1  # the network's own map
+    assert not {"train", "predict", "forest", "forest_predict", "sits", "patches"} & set(plan), plan
 
 
 def test_second_run_does_nothing(workflow):
@@ -335,7 +343,7 @@ def test_ablation_reuses_the_chain_and_tables_every_variant(workflow):
     use = ("--configfile", "ablation.yaml")
     plan = planned_jobs((r := snakemake(workflow, "-n", "ablation", *use)).stdout + r.stderr)
     assert plan == {"ablation_pretrain": 1, "ablation_train": 6, "ablation_predict": 6, "ablation_mosaic": 8,
-                    "random_forest": 2, "random_forest_predict": 2, "ablation_assess": 1, "ablation": 1}, plan
+                    "ablation_forest": 2, "ablation_forest_predict": 2, "ablation_assess": 1, "ablation": 1}, plan
     run = snakemake(workflow, "ablation", *use)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((workflow / "results/demo/ablation/metrics.json").read_text())

@@ -185,6 +185,14 @@ def cmd_random_forest_predict(args) -> None:
     print(f"random forest on block {args.block} ({len(args.cubes)} tiles) -> {args.out}")
 
 
+def cmd_ensemble(args) -> None:
+    from cropmap.mapping.ensemble import ensemble_step
+
+    ensemble_step(settings=_settings(args, "ensemble"), network_path=args.network, forest_path=args.forest,
+                  block=args.block, out_path=args.out)
+    print(f"ensemble of the network and the forest on block {args.block} -> {args.out}")
+
+
 def cmd_quicklook(args) -> None:
     from cropmap.reporting.figures import quicklook
 
@@ -328,13 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
     for name in ("--out", "--table", "--csv", "--per-tile", "--confusion-png"):
         p.add_argument(name, required=True)
-    p = add("random-forest", cmd_random_forest, "baseline: fit a random forest on monthly medians of a uniform sample of the area's consensus pixels")
+    p = add("random-forest", cmd_random_forest, "fit the random forest on monthly medians of a uniform sample of the area's consensus pixels")
     p.add_argument("--cubes", nargs="+", required=True, help="the area's tile cubes")
     p.add_argument("--labels", nargs="+", required=True, help="the blocks' label files")
     p.add_argument("--out", required=True)
-    p = add("random-forest-predict", cmd_random_forest_predict, "baseline: the random forest's map of one block")
+    p = add("random-forest-predict", cmd_random_forest_predict, "the random forest's prediction of one block")
     p.add_argument("--cubes", nargs="+", required=True)
     p.add_argument("--model", required=True)
+    p.add_argument("--block", required=True)
+    p.add_argument("--out", required=True)
+    p = add("ensemble", cmd_ensemble, "one block's map from the network's and the forest's predictions (weighted mean probability)")
+    p.add_argument("--network", required=True, help="the network's block prediction")
+    p.add_argument("--forest", required=True, help="the forest's block prediction")
     p.add_argument("--block", required=True)
     p.add_argument("--out", required=True)
     p = sub.add_parser("quicklook", help="PNG quick looks of the map and the probability")

@@ -367,6 +367,12 @@ def _without_gpus(section: dict[str, Any]) -> dict[str, Any]:
     return _without(section, "gpus")
 
 
+def _network_prediction(predict: dict[str, Any]) -> dict[str, Any]:
+    # what the network's prediction depends on: not which method makes the map (the mosaic's inputs
+    # say that), nor the ensemble's weight (the `ensemble` step's)
+    return _without(predict, "gpus", "method", "network_weight")
+
+
 # step -> what it depends on, from the validated config (c) and its area (a); the shapes are the
 # dataclasses of `cropmap.settings.STEP_SETTINGS`
 _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
@@ -389,16 +395,18 @@ _STEP_BUILDERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, A
                            "season_start": a["season"]["start"],
                            "own_label_weight": float(a["labels"]["weight"]) if a.get("labels") else 1.0},
     "predict": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"], "season_start": a["season"]["start"],
-                             **_without_gpus(c["predict"])},
-    "mosaic": lambda c, a: {"grid": _grid(a), **_without_gpus(c["predict"])},
+                             **_network_prediction(c["predict"])},
+    "mosaic": lambda c, a: {"grid": _grid(a), **_network_prediction(c["predict"])},
     "label_quality": lambda c, a: {"grid": _grid(a), "reference": a.get("reference"), "products": list(a["glc"])},
     "assess": lambda c, a: {"grid": _grid(a), "reference": a.get("reference"), "products": list(a["glc"]),
                             **_without(c["assess"], "sample", "labelled_sample", "suggest")},
     "sample": lambda c, a: c["assess"]["sample"],
     "suggest": lambda c, a: c["assess"]["suggest"],
     "area": lambda c, a: {"reference": a.get("reference"), "labelled_sample": c["assess"].get("labelled_sample")},
-    "random_forest": lambda c, a: {"seed": area_section(c, a, "train")["seed"], **c["ablation"]["random_forest"]},
+    "random_forest": lambda c, a: {"seed": area_section(c, a, "train")["seed"], **c["forest"]},
     "random_forest_predict": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"]},
+    "ensemble": lambda c, a: {"grid": _grid(a), "block_tiles": a["block_tiles"],
+                              "network_weight": c["predict"]["network_weight"]},
     "stac_item": lambda c, a: {"season": a["season"]},
 }
 

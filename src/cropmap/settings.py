@@ -20,7 +20,7 @@ from typing import Any
 from cropmap.errors import ConfigError
 
 __all__ = ["AreaSettings", "AssessSettings", "BlockSettings", "ConsensusSettings", "DemoAreaSettings",
-           "DemoSettings", "GridSettings", "LabelQualitySettings", "LabelsSettings", "ModelSettings",
+           "DemoSettings", "EnsembleSettings", "GridSettings", "LabelQualitySettings", "LabelsSettings", "ModelSettings",
            "MosaicSettings", "PredictSettings", "PretrainPatchSettings", "PretrainSettings",
            "RandomForestSettings", "ReferenceSettings", "SampleSettings", "SearchSettings", "SeasonSettings",
            "SitsSettings", "StacItemSettings", "STEP_SETTINGS", "TrainPatchSettings", "TrainSettings",
@@ -262,6 +262,12 @@ class AreaSettings:
 
 
 @_settings
+class EnsembleSettings(BlockSettings):
+    """The `ensemble` step: the network's weight in the mean crop probability (the forest's: 1 - it)."""
+    network_weight: float
+
+
+@_settings
 class RandomForestSettings:
     seed: int
     trees: int
@@ -280,6 +286,7 @@ STEP_SETTINGS: dict[str, type] = {
     "pretrain": PretrainSettings, "train": TrainSettings, "predict": PredictSettings, "mosaic": MosaicSettings,
     "label_quality": LabelQualitySettings, "assess": AssessSettings, "sample": SampleSettings, "suggest": SuggestSettings,
     "area": AreaSettings, "random_forest": RandomForestSettings, "random_forest_predict": BlockSettings,
+    "ensemble": EnsembleSettings,
     "stac_item": StacItemSettings,
 }
 
