@@ -50,6 +50,12 @@ rule uncertainty:
     output:
         cog="results/{area}/cropland_uncertainty.tif",
         style="results/{area}/cropland_uncertainty.qml",
+        png=report(
+            "results/{area}/report/uncertainty.png",
+            caption="../report/uncertainty.rst",
+            category="Map",
+            labels={"area": "{area}", "figure": "uncertainty"},
+        ),
     log:
         "results/{area}/logs/uncertainty.log",
     benchmark:
@@ -57,4 +63,4 @@ rule uncertainty:
     conda:
         "../envs/geo.yaml"
     shell:
-        "cropmap uncertainty --probability {input} --out {output.cog} > {log} 2>&1"
+        "cropmap uncertainty --probability {input} --out {output.cog} --png {output.png} > {log} 2>&1"

@@ -223,6 +223,10 @@ def cmd_uncertainty(args) -> None:
 
     write_uncertainty(probability_path=args.probability, out_path=args.out)
     uncertainty_style(args.out)
+    if args.png:
+        from cropmap.reporting.figures import uncertainty_quicklook
+
+        uncertainty_quicklook(uncertainty_path=args.out, png=args.png)
     print(f"uncertainty -> {args.out}")
 
 
@@ -368,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_uncertainty)
     p.add_argument("--probability", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--png", help="a quick look of the uncertainty")
     p = add("suggest", cmd_suggest, "points where the map is least certain, to label next")
     for name in ("--uncertainty", "--map", "--probability", "--csv", "--gpkg", "--json"):
         p.add_argument(name, required=True)

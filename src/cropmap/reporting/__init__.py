@@ -1,6 +1,7 @@
 """What a person looks at and what a catalog reads (`rules/report.smk`).
 
-- `figures`: quick looks of the map and its probability, data availability, confusion matrices.
+- `figures`: quick looks of the map, its probability and its uncertainty, data availability,
+  confusion matrices.
 - `styles`: QGIS styles beside the rasters, and the legend.
 - `stac_item`: the map's STAC item with its accuracy and area estimate.
 """
@@ -8,7 +9,7 @@
 from cropmap._exports import lazy_exports
 
 _EXPORTS = {
-    "quicklook": "figures", "availability": "figures", "confusion_plot": "figures",
+    "quicklook": "figures", "uncertainty_quicklook": "figures", "availability": "figures", "confusion_plot": "figures",
     "map_styles": "styles", "uncertainty_style": "styles",
     "map_stac_item": "stac_item", "stac_item_step": "stac_item",
 }

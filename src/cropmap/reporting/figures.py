@@ -16,7 +16,7 @@ from cropmap.conventions import CLASS_COLOURS, CLASS_NAMES, CROP, MAP_CLASSES, N
 from cropmap.io import atomic_path
 from cropmap.plotting import pyplot, save_png
 
-__all__ = ["availability", "confusion_plot", "quicklook"]
+__all__ = ["availability", "confusion_plot", "quicklook", "uncertainty_quicklook"]
 
 
 def _read_overview(path, max_side: int = 1024) -> tuple[np.ndarray, Any]:
@@ -53,6 +53,24 @@ def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     ax.set_title("cropland probability")
     ax.set_axis_off()
     save_png(fig, probability_png)
+
+
+def uncertainty_quicklook(*, uncertainty_path, png) -> None:
+    """A PNG quick look of the uncertainty COG (percent, 100 at the decision threshold): white where
+    the map is sure, dark red where it is a coin toss, as its QGIS style."""
+    plt = pyplot()
+    from matplotlib.colors import LinearSegmentedColormap
+
+    from cropmap.reporting.styles import UNCERTAINTY_RAMP
+
+    values, _ = _read_overview(uncertainty_path)
+    ramp = LinearSegmentedColormap.from_list("uncertainty", [f"#{c}" for c in UNCERTAINTY_RAMP])
+    fig, ax = plt.subplots(figsize=(7.8, 7))
+    im = ax.imshow(np.ma.masked_equal(values, NODATA), cmap=ramp, vmin=0, vmax=100, interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="uncertainty (%): 100 at the decision threshold")
+    ax.set_title("where the map is unsure")
+    ax.set_axis_off()
+    save_png(fig, png)
 
 
 def availability(*, cube_paths: Sequence[str], out_png, out_csv, out_scenes_csv,
