@@ -1,29 +1,32 @@
-"""F1 against CPU time for training settings, on areas that have been run (issue 21).
+"""The experiment runner: training variants on areas that have been run, scored against the reference.
 
 Usage (after `snakemake --config area=<areas>` made the areas' cubes, labels, patches and models):
 
-    python benchmarks/train_variants.py --areas real_corsica,demo_hard --seeds 0,1 \\
-        --variant base '{}' --variant gce '{"train": {"label_loss": "gce"}}' \\
-        --variant wide '{"model": {"width": 32}}'  [--configfile my.yaml] [--forest]
+    python experiments/run.py --areas real_corsica,demo_hard --seeds 0,1,2 --forest \
+        --variants experiments/variants/shipped.yaml experiments/variants/levers.yaml \
+        [--variant gce '{"train": {"label_loss": "gce"}}'] [--configfile my.yaml]
 
-Each variant overrides the `model`, `pretrain`, `train` and `patches` (training patches) settings the
-area's run used (`config.yaml` plus the config files given, as Snakemake merges them), and may add
-labels of one's own (`"labels": {"path": ..., "weight": 1, "holdout": 0.3}`, as
+A variant file is YAML, `name: overrides` for each variant it holds; `--variant NAME JSON` gives one
+on the command line. A variant overrides the `model`, `pretrain`, `train` and `patches` (training
+patches) settings the area's run used (`config.yaml` plus the config files given, as Snakemake merges
+them). `"inherit": true` first drops the area's own `model`, `patches` and `train` sections, so a
+demo area runs with what an area of one's own inherits (its own pretrained encoder kept). A variant
+may add labels of one's own (`"labels": {"path": ..., "weight": 1, "holdout": 0.3}`, as
 `areas.<name>.labels`), pretrain with other areas' patches (`"pretrain": {"with_areas": ["demo"]}`),
-or clean the consensus labels it trains on (`"consensus": {"erode_px": 2, "min_patch_px": 0}`, as the
-`consensus` settings), or fill it where the area's fair forest is confident (`"consensus":
-{"forest_fill": 0.9}`, see `cleaned_labels`), or put the reference in its place (`"consensus": {"truth":
-true}`, an upper bound for diagnosis); scores still split agree / disagree by the area's own
-consensus. One that
-changes `pretrain` or the encoder's `model` settings is pretrained again, once per area (seed of the config), one with `pretrain.from` starts from that checkpoint, the
-others from the area's `model/pretrained.pt`. Training and prediction run as the pipeline runs them
-(`cropmap train`, `cropmap predict`), under `results/<area>/variants/<variant>/seed<n>/`. For every
-run it prints the F1 against the area's reference over all observed pixels, where the products agree
-(the consensus labels the pixel) and where they disagree, precision, recall, and the CPU seconds of
-pretraining, training and prediction (user + system time of the child processes); then each
-variant's mean ± sd per area. `--forest` adds the project's random forest (`cropmap
-random-forest`) with the same seeds, run before the variants. Results are appended to `results/variants.jsonl`,
-with the commit and config files that made them.
+or clean the consensus labels it trains on (`"consensus": {"erode_px": 2, "min_patch_px": 0}`), fill
+it where the area's fair forest is confident (`"consensus": {"forest_fill": 0.9}`, see
+`cleaned_labels`), or put the reference in its place (`"consensus": {"truth": true}`, an upper bound
+for diagnosis); scores still split agree / disagree by the area's own consensus. One that changes
+`pretrain` or the encoder's `model` settings is pretrained again, once per area; one with
+`pretrain.from` starts from that checkpoint, the others from the area's `model/pretrained.pt`.
+Training and prediction run as the pipeline runs them (`cropmap train`, `cropmap predict`), under
+`results/<area>/variants/<variant>/seed<n>/`. For every run it prints the F1 against the area's
+reference over all observed pixels, where the products agree (the consensus labels the pixel) and
+where they disagree, precision, recall, and the CPU seconds of pretraining, training and prediction
+(user + system time of the child processes); then each variant's mean ± sd per area. `--forest`
+adds the fair random forest (`cropmap random-forest`, the pipeline's `forest` rule) with the same
+seeds, run before the variants. Every run is appended to `results/experiments.jsonl` as one JSON
+line, with the commit, the config files and the command that made it.
 """
 
 from __future__ import annotations
@@ -79,6 +82,25 @@ def cpu_seconds(cmd: list[str], log: Path) -> float:
     return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
+def variants_from(files: list[str], inline: list[list[str]]) -> list[tuple[str, dict]]:
+    """(name, overrides) of every variant of the variant files, then of `--variant NAME JSON`."""
+    variants = []
+    for path in files:
+        variants += list((yaml.safe_load(open(path)) or {}).items())
+    return variants + [(name, json.loads(text)) for name, text in inline]
+
+
+def variant_config(config: dict, area: str, overrides: dict) -> dict:
+    """The config a variant runs with: with `"inherit": true`, the area without its own `model`,
+    `patches` and `train` sections (what an area of one's own inherits; its pretraining is kept)."""
+    if not overrides.get("inherit"):
+        return config
+    config = copy.deepcopy(config)
+    for section in ("model", "patches", "train"):
+        config["areas"][area].pop(section, None)
+    return config
+
+
 def step_settings(config: dict, area: str, step: str, overrides: dict) -> str:
     settings = json.loads(settings_json(config, area, step))
     settings.update(overrides.get(step, {}))
@@ -106,7 +128,7 @@ def variant_train_patches(config: dict, area: str, name: str, overrides: dict, c
     """The training patch stores of a variant: the area's own, or, when the variant overrides
     `patches`, stores drawn with those settings under `results/<area>/variants/patches-<hash>/` (once for
     every variant that draws them alike)."""
-    if not {"patches", "labels", "consensus"} & set(overrides):
+    if not {"patches", "labels", "consensus", "inherit"} & set(overrides):
         return default
     settings = json.loads(settings_json(config, area, "train_patches"))
     for key, value in overrides.get("patches", {}).items():
@@ -255,15 +277,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--areas", required=True)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", nargs="+", default=[], metavar="FILE", help="variant files (YAML: name: overrides)")
     parser.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"), default=[])
     parser.add_argument("--configfile", action="append", default=[])
     parser.add_argument("--forest", action="store_true")
     args = parser.parse_args()
     config = merged_config(args.configfile)
     seeds = [int(s) for s in args.seeds.split(",")]
-    variants = [(name, json.loads(text)) for name, text in args.variant]
-    # which code and which config files made each record (results/variants.jsonl outlives the run)
-    provenance = {"commit": _git_commit(), "configfiles": args.configfile}
+    variants = variants_from(args.variants, args.variant)
+    # which code, config files and command made each record (results/experiments.jsonl outlives the run)
+    provenance = {"commit": _git_commit(), "configfiles": args.configfile, "command": " ".join(sys.argv)}
     records = []
     for area in args.areas.split(","):
         root = Path("results") / area
@@ -281,14 +304,15 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             log = out / "log.txt"
             log.write_text("")
+            run_config = variant_config(config, area, overrides or {})
             record = {"area": area, "variant": name, "seed": seed, "overrides": overrides, **provenance}
             start = time.time()
             if overrides is None:
                 model = out / "model.joblib"
                 record["train_cpu_s"] = cpu_seconds(forest_fit_command(
-                    config, area, cubes=[c for b in blocks for c in cubes[b]],
+                    run_config, area, cubes=[c for b in blocks for c in cubes[b]],
                     labels=[str(root / "labels" / f"{b}.tif") for b in blocks], seed=seed, model=model), log)
-                predict_cmd = forest_predict_command(config, area)
+                predict_cmd = forest_predict_command(run_config, area)
             else:
                 # the series skip is added at training time: it needs no pretraining of its own
                 if overrides.get("pretrain", {}).get("from"):  # another area's encoder (pretrain.from)
@@ -296,7 +320,7 @@ def main() -> None:
                 elif "pretrain" in overrides or set(overrides.get("model", {})) - {"series_skip", "series_hidden"}:
                     if name not in pretrained_of:
                         pretrained = root / "variants" / name / "pretrained.pt"
-                        settings, patches = variant_pretraining(config, area, overrides, pretrain_patches)
+                        settings, patches = variant_pretraining(run_config, area, overrides, pretrain_patches)
                         cpu = cpu_seconds(["cropmap", "pretrain", "--settings", settings,
                                            "--patches", *patches, "--threads", "2", "--out", str(pretrained),
                                            "--curve-csv", str(pretrained.with_suffix(".csv")),
@@ -305,27 +329,27 @@ def main() -> None:
                     pretrained, record["pretrain_cpu_s"] = pretrained_of[name]
                 else:
                     pretrained = root / "model" / "pretrained.pt"
-                train = json.loads(step_settings(config, area, "train", overrides))
+                train = json.loads(step_settings(run_config, area, "train", overrides))
                 train["seed"] = seed
                 if overrides.get("labels"):
                     train["own_label_weight"] = float(overrides["labels"].get("weight", 1))
                 model = out / "model.pt"
                 record["train_cpu_s"] = cpu_seconds(
                     ["cropmap", "train", "--settings", json.dumps(train), "--patches",
-                     *variant_train_patches(config, area, name, overrides, cubes, train_patches, log), "--threads", "2",
+                     *variant_train_patches(run_config, area, name, overrides, cubes, train_patches, log), "--threads", "2",
                      "--pretrained", str(pretrained), "--out", str(model), "--metrics-csv", str(out / "train_metrics.csv"),
                      "--curves-png", str(out / "train_curves.png")], log)
-                predict_cmd = ["cropmap", "predict", "--settings", step_settings(config, area, "predict", overrides),
+                predict_cmd = ["cropmap", "predict", "--settings", step_settings(run_config, area, "predict", overrides),
                                "--threads", "2"]
             predictions, predict_cpu = predict_blocks(predict_cmd, cubes, model, out, log)
-            record.update(predict_cpu_s=predict_cpu, wall_s=time.time() - start, **scores(config, area, predictions))
+            record.update(predict_cpu_s=predict_cpu, wall_s=time.time() - start, **scores(run_config, area, predictions))
             records.append(record)
             print(f"{area:17s} {name:22s} seed {seed}: F1 {record['f1_all']:.3f} (agree {record['f1_agree']:.3f} / "
                   f"disagree {record['f1_disagree']:.3f}; P {record['precision']:.3f} R {record['recall']:.3f}; "
                   f"at p = 0.5: {record['f1_at_half']:.3f}) "
                   f"CPU s: pretrain {record.get('pretrain_cpu_s', 0):.0f} train {record['train_cpu_s']:.0f} "
                   f"predict {record['predict_cpu_s']:.0f}", flush=True)
-            with open("results/variants.jsonl", "a") as f:
+            with open("results/experiments.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
     print("\narea | variant | F1 | agree | disagree | precision | recall | F1 at p = 0.5 | train CPU s")
     keys = sorted({(r["area"], r["variant"]) for r in records}, key=lambda k: [r["area"] for r in records].index(k[0]))

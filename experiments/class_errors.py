@@ -1,8 +1,8 @@
 """Which true land-cover classes a map calls crop, where the products agree and where they disagree.
 
-Usage: python benchmarks/class_errors.py --area demo_hard results/demo_hard/variants/NAME/seed0 [...]
+Usage: python experiments/class_errors.py --area demo_hard results/demo_hard/variants/NAME/seed0 [...]
 
-For each directory of block predictions (`predict_<block>.tif`, as `train_variants.py` writes them)
+For each directory of block predictions (`predict_<block>.tif`, as `experiments/run.py` writes them)
 prints, per class of the area's `landcover_truth.tif` (written by `cropmap demo` for the demo and
 real-label areas, classes named in its tags), the pixels and the share the map calls crop, apart
 where the consensus labels the pixel ("agree") and where it does not ("disagree"). A crop class
@@ -20,7 +20,7 @@ import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_variants import block_rasters  # noqa: E402  (the same block reading as the variants' scores)
+from run import block_rasters  # noqa: E402  (the same block reading as the experiments' scores)
 
 from cropmap.conventions import NODATA  # noqa: E402
 

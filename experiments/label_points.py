@@ -3,14 +3,14 @@ area's reference raster.
 
 Usage (after `snakemake --config area=<area>` made the map and its suggested points):
 
-    python benchmarks/label_points.py --area demo_hard --random 200 --seed 0 --out own/random200.csv
-    python benchmarks/label_points.py --area demo_hard --suggested 100 --out own/suggested100.csv
+    python experiments/label_points.py --area demo_hard --random 200 --seed 0 --out own/random200.csv
+    python experiments/label_points.py --area demo_hard --suggested 100 --out own/suggested100.csv
 
 `--random N`: N pixel centres drawn uniformly among the map's observed pixels (seeded);
 `--suggested N`: the first N of `results/<area>/assessment/suggested.csv` (the least certain
 pixels, at least `min_distance_px` apart). The CSV has `lon`, `lat`, `x`, `y` (the map's CRS) and
 `class` (1 crop, 0 non-crop): what `areas.<name>.labels.path` takes, and what
-`benchmarks/train_variants.py` takes as a variant's `labels`.
+`experiments/run.py` takes as a variant's `labels`.
 """
 
 from __future__ import annotations
