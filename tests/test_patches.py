@@ -209,6 +209,16 @@ def test_the_forest_fits_on_a_uniform_sample_of_the_areas_consensus(block_files)
                       crs="EPSG:32614", nodata=255)
         fit_random_forest(cube_paths=cubes, label_paths=[str(empty)],
                           settings=RandomForestSettings(seed=0, trees=5, max_samples=300))
+    # labels of one class only (a small area, a crop-free district): the forest predicts that class
+    for value in (0, 1):
+        one_class = root / f"one_class{value}.tif"
+        write_geotiff(one_class, np.full((32, 64), value, np.uint8), transform=AreaGrid(tuple(tiles)).transform,
+                      crs="EPSG:32614", nodata=255)
+        model = fit_random_forest(cube_paths=cubes, label_paths=[str(one_class)],
+                                  settings=RandomForestSettings(seed=0, trees=5, max_samples=300))
+        out = random_forest_block(cube_paths=cubes, model=model, block=AreaGrid(tuple(tiles)))
+        observed = out[0] != 255
+        assert observed.any() and (out[0][observed] == value).all() and (out[1][observed] == 100 * value).all()
 
 
 def test_stores_of_other_dates_are_refused():

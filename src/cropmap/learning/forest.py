@@ -108,8 +108,11 @@ def fit_random_forest(*, cube_paths: Sequence[str], label_paths: Sequence[str], 
         xs.append(monthly_medians(cells, tile_months)[..., 0].T)
         ys.append(labels[rows[pick], cols[pick]])
         tiles.append(np.full(int(pick.sum()), str(cube.attrs.get("tile")), dtype=object))
-    if not xs or np.unique(np.concatenate(ys)).size < 2:
-        raise TrainingError("random forest: the consensus labels hold fewer than two classes")
+    if not xs:
+        raise TrainingError("random forest: no consensus label on an observed pixel of the area")
+    if np.unique(np.concatenate(ys)).size < 2:  # what trees learn from one class: that class everywhere
+        log.warning("random forest: the consensus labels hold one class only (%s): the forest predicts it everywhere",
+                    "crop" if np.concatenate(ys)[0] == 1 else "non-crop")
     x, y, tiles = np.concatenate(xs), np.concatenate(ys), np.concatenate(tiles)
     if len(y) > settings.max_samples:  # the per-pixel draw overshot: a uniform subset of it
         subset = np.sort(rng.choice(len(y), settings.max_samples, replace=False))
@@ -158,8 +161,11 @@ def random_forest_block(*, cube_paths: Sequence[str], model: dict[str, Any], blo
             raise DataError(f"cube {path} has other bands than the forest was fitted on ({model['bands']})")
         feat = monthly_medians(cube["reflectance"].values, calendar_months(cube["time"].values))
         _, h, w = feat.shape
-        crop_column = list(model["forest"].classes_).index(1)
-        prob = model["forest"].predict_proba(feat.reshape(feat.shape[0], -1).T)[:, crop_column].reshape(h, w)
+        classes = list(model["forest"].classes_)
+        if 1 in classes:
+            prob = model["forest"].predict_proba(feat.reshape(feat.shape[0], -1).T)[:, classes.index(1)].reshape(h, w)
+        else:  # fitted on non-crop labels only
+            prob = np.zeros((h, w))
         r, c = block.offset(tiles[tile_id])
         out[:, r:r + h, c:c + w] = classify(prob.astype(np.float32), cube["never_observed"].values == 0, threshold=0.5)
     return out
