@@ -28,6 +28,23 @@ def raster_writer(tmp_path):
     return _write
 
 
+def headless_browser():
+    """Selenium's Chromium, headless and offline (skips the test where Chromium is not installed)."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("headless Chromium and chromedriver are not installed (.ci/run installs them with apt)")
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.binary_location = chromium
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=opts)
+
+
 def shared_fixture(*parts) -> Path:
     path = SHARED.joinpath("fixtures", *parts)
     if not path.exists():
@@ -75,4 +92,4 @@ def minimal_config():
     return {"areas": {"demo": copy.deepcopy(MINIMAL_AREA)}}
 
 
-__all__ = ["write_raster", "shared_fixture", "Affine", "REPO"]
+__all__ = ["write_raster", "shared_fixture", "headless_browser", "Affine", "REPO"]

@@ -15,7 +15,7 @@ import rasterio
 import yaml
 from pyproj import Transformer
 
-from conftest import REPO
+from conftest import REPO, headless_browser
 from cropmap.learning.training import load_checkpoint
 
 pytestmark = pytest.mark.e2e
@@ -286,20 +286,6 @@ def test_bad_config_stops_before_any_job(workflow):
     assert "areas.demo.tile_sise" in run.stderr + run.stdout
 
 
-def _browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.skip("headless Chromium and chromedriver are not installed (.ci/run installs them with apt)")
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    opts.binary_location = chromium
-    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=opts)
-
-
 def test_report_is_self_contained_and_shows_the_images(workflow):
     import base64
     import time
@@ -316,7 +302,7 @@ def test_report_is_self_contained_and_shows_the_images(workflow):
         raw = base64.b64decode(data)
         assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 2000
 
-    browser = _browser()
+    browser = headless_browser()
     try:
         shown = {}
         for category in ("Map", "Data", "Labels", "Model", "Accuracy"):

@@ -14,4 +14,4 @@ the top:
   settings of each step), `conventions`, `errors`, `io`, `grid`, `plotting` and `cli`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.5.0"

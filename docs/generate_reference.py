@@ -1,10 +1,11 @@
-"""Write docs/reference/configuration.md from the config schema (src/cropmap/schemas/config.schema.yaml).
+"""Write the reference pages: docs/reference/configuration.md from the config schema
+(src/cropmap/schemas/config.schema.yaml) and docs/reference/cli.md from `cropmap`'s argument parser.
 
-    python docs/config_reference.py          # rewrite the page
-    python docs/config_reference.py --check  # exit 1 when the page is stale (tests/test_docs.py does this)
+    python docs/generate_reference.py          # rewrite both pages
+    python docs/generate_reference.py --check  # exit 1 when a page is stale (tests/test_docs.py does this)
 
 Every key of the schema gets a row: its type, its default, its allowed values and its description;
-the sections an area may override for itself are marked.
+the sections an area may override for itself are marked. Every command gets its help and options.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 from cropmap.config import AREA_SECTIONS, load_schema
 
 PAGE = Path(__file__).parent / "reference" / "configuration.md"
+CLI_PAGE = Path(__file__).parent / "reference" / "cli.md"
 
 INTRO = """# Configuration reference
 
-Generated from the schema (`src/cropmap/schemas/config.schema.yaml`) by `python docs/config_reference.py`;
+Generated from the schema (`src/cropmap/schemas/config.schema.yaml`) by `python docs/generate_reference.py`;
 a test fails when this page is stale or a key has no description. A config is checked against the
 schema before any job runs, and every default below is filled in then: a key you do not set has
 its default. See [Map your own area](../own-area.md) for how the settings are used.
@@ -117,10 +119,38 @@ def undescribed() -> list[str]:
     return [key for key, node in rows(schema, schema, "") if not node.get("description")]
 
 
+def render_cli() -> str:
+    """The command line reference: every `cropmap` command, its help and its options."""
+    import argparse
+
+    from cropmap.cli import build_parser
+
+    parser = build_parser()
+    lines = ["# Command line reference", "",
+             "Generated from `cropmap`'s argument parser by `python docs/generate_reference.py`. Every rule of the",
+             "workflow runs one of these commands (`cropmap <step> --help`), so each step also runs on its own.",
+             "A step's `--settings` is the JSON of exactly the settings it depends on, as the rules pass it",
+             "(`cropmap.config.settings_json`).", ""]
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in commands._choices_actions}
+    for name, sub in commands.choices.items():
+        lines += [f"## `cropmap {name}`", "", helps.get(name) or "", ""]
+        lines += ["| option | required | help |", "|---|---|---|"]
+        for action in sub._actions:
+            if not action.option_strings or "--help" in action.option_strings:
+                continue
+            nargs = " ..." if action.nargs in ("+", "*") else ""
+            lines.append(f"| `{', '.join(action.option_strings)}{nargs}` | {'yes' if action.required else ''} | "
+                         f"{_cell(action.help or '')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    text = render()
+    pages = {PAGE: render(), CLI_PAGE: render_cli()}
     if "--check" in sys.argv:
-        stale = not PAGE.exists() or PAGE.read_text() != text
-        sys.exit(f"{PAGE} is stale: run python docs/config_reference.py" if stale else 0)
-    PAGE.write_text(text)
-    print(f"{PAGE}: {text.count(chr(10))} lines")
+        stale = [str(path) for path, text in pages.items() if not path.exists() or path.read_text() != text]
+        sys.exit(f"stale: {', '.join(stale)}: run python docs/generate_reference.py" if stale else 0)
+    for path, text in pages.items():
+        path.write_text(text)
+        print(f"{path}: {text.count(chr(10))} lines")
