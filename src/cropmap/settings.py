@@ -203,6 +203,7 @@ class TrainSettings:
     head_init: str
     time_shift_days: float = 0.0
     date_dropout: float = 0.0
+    regularise: str = "all"
     seed: int
 
 
