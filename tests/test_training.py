@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from cropmap.errors import TrainingError
 from cropmap.learning.patches import PatchStore, PatchWriter
 from cropmap.settings import ModelSettings, PretrainSettings, TrainPatchSettings, TrainSettings
-from cropmap.learning.training import (dropped_dates, load_checkpoint, pretrain, shifted_series,
-                                       spatial_aggregation_loss, train, visual_similarity_loss)
+from cropmap.learning.training import dropped_dates, load_checkpoint, pretrain, shifted_series, train
 
 BANDS = ["B02", "B03", "B04", "B08"]
 MODEL = ModelSettings(width=8, heads=2, temporal_layers=1, attention_pool=4, date_encoding="season",
@@ -278,38 +277,13 @@ def test_dropped_dates_drop_whole_pixel_dates_at_the_rate():
     assert torch.equal(dropped_dates(x, rate=0.0), x)
 
 
-@pytest.mark.parametrize("augmentation", [{"time_shift_days": 20.0}, {"date_dropout": 0.2}, {"regularise": "observed"}])
+@pytest.mark.parametrize("augmentation", [{"time_shift_days": 20.0}, {"date_dropout": 0.2}])
 def test_training_with_an_augmentation_runs_and_learns(tmp_path, augmentation):
     stores = [synthetic_store(tmp_path / f"{s}.nc", seed=s) for s in range(2)]
     settings = dataclasses.replace(SETTINGS, steps=12, keep="last", calibration="none", **augmentation)
     result = train(stores=stores, settings=settings, pretrained=None, out_path=tmp_path / "m.pt",
                    metrics_csv=tmp_path / "m.csv", curves_png=tmp_path / "m.png")
     assert result["steps_run"] == 12 and result["val_f1"] > 0.5
-
-
-def test_the_regularisers_compare_only_what_was_observed_when_asked():
-    # three pixels in a row, three dates of one band: A and C identical and clear throughout, B alike
-    # them where it was clear (dates 0, 1), far off on date 2, which it never saw (a gap-filled value)
-    features = torch.tensor([[[[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]], [[0.0, 3.0, 0.0]]]])  # (B, T*C, H, W), C = 1
-    observed = torch.tensor([[[[True, True, True]], [[True, True, True]], [[True, False, True]]]])
-    prob = torch.tensor([[[[0.9, 0.1, 0.9]], [[0.1, 0.9, 0.1]]]])  # B disagrees with A and C
-    gap_filled = visual_similarity_loss(prob, features, sigma=0.5)
-    clear_only = visual_similarity_loss(prob, features, sigma=0.5, observed=observed)
-    # on the clear dates B looks like its neighbours: its disagreement weighs fully (0.607 against 0.183)
-    assert clear_only > 0.5 > 0.25 > gap_filled
-    # a never-observed B shares no date with anyone: only A and C are a pair
-    never = observed.clone()
-    never[..., 1] = False
-    only_a_c = 1 - (prob[0, :, 0, 0] * prob[0, :, 0, 2]).sum()
-    assert torch.isclose(visual_similarity_loss(prob, features, sigma=0.5, observed=never), only_a_c)
-    # aggregation: a never-observed pixel of another class amid valid ones counts for nothing
-    field = torch.zeros(1, 2, 5, 5)
-    field[:, 1] = 1.0
-    field[0, :, 2, 2] = torch.tensor([1.0, 0.0])
-    valid = torch.ones(1, 5, 5, dtype=torch.bool)
-    assert spatial_aggregation_loss(field) > 0
-    valid[0, 2, 2] = False
-    assert spatial_aggregation_loss(field, valid=valid) == 0
 
 
 def test_one_pretraining_over_two_seasons_draws_each_batch_from_one_and_fine_tunes_either(tmp_path):

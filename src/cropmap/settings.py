@@ -203,7 +203,6 @@ class TrainSettings:
     head_init: str
     time_shift_days: float = 0.0
     date_dropout: float = 0.0
-    regularise: str = "all"
     seed: int
 
 

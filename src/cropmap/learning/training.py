@@ -79,33 +79,19 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return F.mse_loss(pred[m], target[m])
 
 
-def visual_similarity_loss(prob: torch.Tensor, features: torch.Tensor, *, sigma: float, pairs: int = 0,
-                           observed: torch.Tensor | None = None) -> torch.Tensor:
+def visual_similarity_loss(prob: torch.Tensor, features: torch.Tensor, *, sigma: float, pairs: int = 0) -> torch.Tensor:
     """Affinity-weighted disagreement of the predictions of pixel pairs: neighbours within 2 px,
     and `pairs` random pairs drawn across the whole batch (other fields, other patches), so that a
     pixel where the products disagree is pulled towards the labelled pixels that look like it.
 
-    prob (B, K, H, W) class probabilities; features (B, T * C, H, W) standardised time series of T
-    dates. With `observed` (B, T, H, W), the dates each pixel was clear on, two pixels' affinity is
-    taken over the dates both were observed on only, and a pair with no such date counts for nothing:
-    gap-filled values are not data, and a never-observed pixel (its features all the bands' means)
-    would otherwise look like every other one.
+    prob (B, K, H, W) class probabilities; features (B, F, H, W) standardised time series.
     """
     total = prob.new_zeros(())
     weight = prob.new_zeros(())
-    dates = observed.shape[1] if observed is not None else 1
 
-    def add(f_a, f_b, p_a, p_b, o_a=None, o_b=None):
+    def add(f_a, f_b, p_a, p_b):
         nonlocal total, weight
-        squared = (f_a - f_b) ** 2
-        if o_a is None:
-            affinity = torch.exp(-squared.mean(dim=1) / (2 * sigma**2))
-        else:  # mean over the bands of the dates both observed, over those dates
-            per_date = squared.unflatten(1, (dates, -1)).mean(dim=2)
-            both = (o_a & o_b).to(per_date.dtype)
-            n = both.sum(dim=1)
-            affinity = torch.exp(-(per_date * both).sum(dim=1) / n.clamp_min(1) / (2 * sigma**2)) * (n > 0)
-        affinity = affinity.detach()
+        affinity = torch.exp(-((f_a - f_b) ** 2).mean(dim=1) / (2 * sigma**2)).detach()
         agreement = (p_a * p_b).sum(dim=1)
         total = total + (affinity * (1 - agreement)).sum()
         weight = weight + affinity.sum()
@@ -116,32 +102,19 @@ def visual_similarity_loss(prob: torch.Tensor, features: torch.Tensor, *, sigma:
             continue
         y0, y1 = slice(0, h - dy), slice(dy, h)
         x0, x1 = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-        masks = (observed[..., y0, x0], observed[..., y1, x1]) if observed is not None else ()
-        add(features[..., y0, x0], features[..., y1, x1], prob[..., y0, x0], prob[..., y1, x1], *masks)
+        add(features[..., y0, x0], features[..., y1, x1], prob[..., y0, x0], prob[..., y1, x1])
     if pairs:
         flat_f = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
         flat_p = prob.permute(0, 2, 3, 1).reshape(-1, prob.shape[1])
         a, b = torch.randint(0, flat_p.shape[0], (2, pairs), device=prob.device)
-        masks = ()
-        if observed is not None:
-            flat_o = observed.permute(0, 2, 3, 1).reshape(-1, observed.shape[1])
-            masks = (flat_o[a], flat_o[b])
-        add(flat_f[a], flat_f[b], flat_p[a], flat_p[b], *masks)
+        add(flat_f[a], flat_f[b], flat_p[a], flat_p[b])
     return total / weight.clamp_min(1e-6)
 
 
-def spatial_aggregation_loss(prob: torch.Tensor, *, kernel: int = 5, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Squared difference between each pixel's probabilities and their local mean. With `valid`
-    (B, H, W), only valid pixels make the local mean and are scored (a never-observed pixel has no
-    class of its own to agree with)."""
-    if valid is None:
-        local = F.avg_pool2d(prob, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
-        return ((prob - local) ** 2).sum(dim=1).mean()
-    m = valid[:, None].to(prob.dtype)
-    pooled = F.avg_pool2d(prob * m, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
-    share = F.avg_pool2d(m, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
-    local = pooled / share.clamp_min(1e-6)
-    return (((prob - local) ** 2).sum(dim=1) * m[:, 0]).sum() / m.sum().clamp_min(1)
+def spatial_aggregation_loss(prob: torch.Tensor, *, kernel: int = 5) -> torch.Tensor:
+    """Squared difference between each pixel's probabilities and their local mean."""
+    local = F.avg_pool2d(prob, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+    return ((prob - local) ** 2).sum(dim=1).mean()
 
 
 def label_loss(logits: torch.Tensor, labels: torch.Tensor, *, class_weight: torch.Tensor, kind: str = "cross_entropy",
@@ -464,16 +437,13 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
                              own_weight=settings.own_label_weight, kind=settings.label_loss, q=settings.gce_q)
         loss = ce
         sim = agg = torch.zeros((), device=device)
-        # what the regularisers compare: every pixel's series as the cube holds it (gaps filled), or
-        # only what was observed (`regularise: observed`)
-        observed = batch["observed"].to(device) if settings.regularise == "observed" else None
         if settings.similarity_weight > 0:
             feats = x.flatten(1, 2)  # (B, T*C, H, W)
             sim = visual_similarity_loss(prob, feats, sigma=settings.similarity_sigma,
-                                         pairs=settings.similarity_pairs, observed=observed)
+                                         pairs=settings.similarity_pairs)
             loss = loss + settings.similarity_weight * sim
         if settings.aggregation_weight > 0:
-            agg = spatial_aggregation_loss(prob, valid=observed.any(dim=1) if observed is not None else None)
+            agg = spatial_aggregation_loss(prob)
             loss = loss + settings.aggregation_weight * agg
         _check_finite(loss, step, "train", f"best so far at step {best['step']}" if best["state"] else None)
         opt.set_learning_rate(settings.learning_rate * learning_rate_factor(step, settings.steps, settings.lr_schedule))
