@@ -46,29 +46,30 @@ def quicklook(*, map_path, probability_path, map_png, probability_png) -> None:
     ax.set_axis_off()
     save_png(fig, map_png)
 
-    prob, _ = _read_overview(probability_path)
-    fig, ax = plt.subplots(figsize=(7.8, 7))
-    im = ax.imshow(np.ma.masked_equal(prob, NODATA), cmap="YlGn", vmin=0, vmax=100, interpolation="nearest")
-    fig.colorbar(im, ax=ax, shrink=0.8, label="cropland probability (%)")
-    ax.set_title("cropland probability")
-    ax.set_axis_off()
-    save_png(fig, probability_png)
+    _percent_quicklook(probability_path, png=probability_png, cmap="YlGn", label="cropland probability (%)",
+                       title="cropland probability")
 
 
 def uncertainty_quicklook(*, uncertainty_path, png) -> None:
     """A PNG quick look of the uncertainty COG (percent, 100 at the decision threshold): white where
     the map is sure, dark red where it is a coin toss, as its QGIS style."""
-    plt = pyplot()
     from matplotlib.colors import LinearSegmentedColormap
 
     from cropmap.reporting.styles import UNCERTAINTY_RAMP
 
-    values, _ = _read_overview(uncertainty_path)
     ramp = LinearSegmentedColormap.from_list("uncertainty", [f"#{c}" for c in UNCERTAINTY_RAMP])
+    _percent_quicklook(uncertainty_path, png=png, cmap=ramp, label="uncertainty (%): 100 at the decision threshold",
+                       title="where the map is unsure")
+
+
+def _percent_quicklook(path, *, png, cmap, label: str, title: str) -> None:
+    """A PNG of a percent raster (0-100, `NODATA` blank) with a colour bar."""
+    plt = pyplot()
+    values, _ = _read_overview(path)
     fig, ax = plt.subplots(figsize=(7.8, 7))
-    im = ax.imshow(np.ma.masked_equal(values, NODATA), cmap=ramp, vmin=0, vmax=100, interpolation="nearest")
-    fig.colorbar(im, ax=ax, shrink=0.8, label="uncertainty (%): 100 at the decision threshold")
-    ax.set_title("where the map is unsure")
+    im = ax.imshow(np.ma.masked_equal(values, NODATA), cmap=cmap, vmin=0, vmax=100, interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label=label)
+    ax.set_title(title)
     ax.set_axis_off()
     save_png(fig, png)
 
