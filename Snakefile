@@ -14,6 +14,10 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 
 
+# config `container:` (off by default): `snakemake --sdm apptainer` then runs every rule in that image
+container: config["container"] or None
+
+
 # jobs too small to be worth a cluster submission run where Snakemake runs
 localrules:
     all,
