@@ -118,3 +118,24 @@ def test_inference_path_gives_the_training_paths_features(series_skip):
         inference_path = model.features(x, doy)
     assert inference_path.shape == (2, 40, 40, 16)
     np.testing.assert_allclose(inference_path.numpy(), trained_path.numpy(), atol=1e-5)
+
+
+def test_gap_token_hides_gap_filled_values_from_both_paths():
+    """With `gap_token`, what fills a pixel-date without a clear observation does not reach the
+    features (training and inference paths alike); without it, it does."""
+    torch.manual_seed(5)
+    x = torch.randn(1, 6, 4, 12, 12)
+    doy = torch.tensor([[0.0, 20, 40, 60, 80, 100]])
+    gaps = torch.zeros(1, 6, 12, 12, dtype=torch.bool)
+    gaps[:, 2:4, :, :6] = True  # two dates of the left half unobserved
+    refilled = x.clone()
+    refilled[:, 2:4, :, :, :6] = 5.0
+    for gap_token in (True, False):
+        model = SpatioTemporalNet(ModelConfig(in_bands=4, width=8, heads=2, gap_token=gap_token)).eval()
+        with torch.enable_grad():
+            trained = model.features(x, doy, gaps).detach(), model.features(refilled, doy, gaps).detach()
+        with torch.inference_mode():
+            inferred = model.features(x, doy, gaps), model.features(refilled, doy, gaps)
+        for first, second in (trained, inferred):
+            assert torch.allclose(first, second, atol=1e-5) == gap_token
+        np.testing.assert_allclose(inferred[0].numpy(), trained[0].numpy(), atol=1e-5)

@@ -79,6 +79,7 @@ class ModelSettings:
     attention_in_reconstruction: bool
     series_skip: bool
     series_hidden: int
+    gap_token: bool = False
 
 
 @_settings

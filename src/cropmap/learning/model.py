@@ -50,6 +50,9 @@ class ModelConfig:
     # hidden units of a two-layer perceptron on the series (0: the linear map)
     series_hidden: int = 0
     n_dates: int = 0
+    # pixel-dates without a clear observation enter as the mask token instead of gap-filled values
+    # (the caller passes them as `gaps`; pretraining learnt the token for hidden entries)
+    gap_token: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,17 +131,19 @@ class SpatioTemporalNet(nn.Module):
             tfeat = tfeat + self._spatial_context(tfeat.max(dim=3).values, s)[:, :, :, None, :]
         return self.reconstruction_head(tfeat).permute(0, 3, 4, 1, 2)
 
-    def forward(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
-        """Class logits (B, n_classes, H, W)."""
-        return self.classifier(self.features(x, doy)).permute(0, 3, 1, 2)
+    def forward(self, x: torch.Tensor, doy: torch.Tensor, gaps: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits (B, n_classes, H, W); `gaps` (B, T, H, W) bool: entries without a clear
+        observation, shown as the mask token when the model has `gap_token`, else ignored."""
+        return self.classifier(self.features(x, doy, gaps)).permute(0, 3, 1, 2)
 
-    def features(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, doy: torch.Tensor, gaps: torch.Tensor | None = None) -> torch.Tensor:
         """The per-pixel features (B, H, W, d) the classifier reads."""
+        hidden = gaps if self.config.gap_token else None
         if torch.is_grad_enabled():
-            tfeat, s = self.encode(x, doy)
+            tfeat, s = self.encode(x, doy, hidden)
             value = tfeat.max(dim=3).values
         else:
-            value, s = self._encode_pooled(x, doy)
+            value, s = self._encode_pooled(x, doy, hidden)
         features = value + self._spatial_context(value, s)
         if self.config.series_skip:
             b, t, c, h, w = x.shape
@@ -147,7 +152,8 @@ class SpatioTemporalNet(nn.Module):
             features = features + self.series(x.permute(0, 3, 4, 1, 2).reshape(b, h, w, t * c))
         return features
 
-    def _encode_pooled(self, x: torch.Tensor, doy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode_pooled(self, x: torch.Tensor, doy: torch.Tensor,
+                       mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`encode`'s temporal features max-pooled over time (B, H, W, d), and its spatial features,
         without holding every pixel-date's features at once: the temporal encoder runs on chunks of
         `_INFERENCE_CHUNK` pixel series, whose activations stay in the CPU's cache (inference only;
@@ -157,6 +163,8 @@ class SpatioTemporalNet(nn.Module):
         # channels-last: oneDNN's convolutions run 1.5x faster so, and each pixel's features are
         # then contiguous for the temporal encoder
         e = self.embed(x.reshape(b * t, c, h, w).contiguous(memory_format=torch.channels_last))
+        if mask is not None:
+            e = torch.where(mask.reshape(b * t, 1, h, w), self.mask_token.view(1, d, 1, 1).to(e.dtype), e)
         s = (e + self.spatial(e)).permute(0, 2, 3, 1).reshape(b, t, h, w, d)  # no copy
         pos = doy_encoding(doy, d)
         value = torch.empty(b, h * w, d, dtype=s.dtype, device=s.device)

@@ -287,10 +287,12 @@ def _dates(dataset: PatchDataset, season_start: str, config: ModelConfig, device
 
 
 def _inputs(batch: dict[str, torch.Tensor], mean: torch.Tensor, std: torch.Tensor, doy: torch.Tensor,
-            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardised reflectance (B, T, C, H, W) and the dates (B, T) of a batch, on `device`."""
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Standardised reflectance (B, T, C, H, W), the dates (B, T) and the gaps (B, T, H, W: no clear
+    observation; a model with `gap_token` shows them as the mask token) of a batch, on `device`."""
     x = standardise(batch["reflectance"].to(device, non_blocking=True), mean, std)
-    return x, doy.expand(x.shape[0], -1)
+    gaps = ~batch["observed"].to(device, non_blocking=True)
+    return x, doy.expand(x.shape[0], -1), gaps
 
 
 def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_path, curve_csv, curve_png,
@@ -326,10 +328,10 @@ def pretrain(*, stores: Sequence[PatchStore], settings: PretrainSettings, out_pa
         observed = batch["observed"].numpy() if settings.observed_only else None
         veg = vegetation_mask(batch["reflectance"].numpy(), bands, threshold=settings.ndvi_threshold, observed=observed)
         mask_np = veg & (rng.uniform(size=veg.shape) < settings.mask_ratio)
-        x, doys = _inputs(batch, mean_t, std_t, season_dates[int(batch["group"][0])], device)
+        x, doys, gaps = _inputs(batch, mean_t, std_t, season_dates[int(batch["group"][0])], device)
         mask = torch.from_numpy(mask_np).to(device)
         with mixed_precision:
-            recon = model.reconstruct(x, doys, mask)
+            recon = model.reconstruct(x, doys, mask | gaps if config.gap_token else mask)
         loss = masked_mse(recon.float(), x, mask)
         # the reference a model must beat: predicting each band's mean (0 once standardised)
         baseline = masked_mse(torch.zeros_like(x), x, mask)
@@ -424,14 +426,14 @@ def train(*, stores: Sequence[PatchStore], settings: TrainSettings, pretrained: 
     progress = tqdm(loader, total=settings.steps, desc="train", unit="step")
     for step, batch in enumerate(progress, start=1):
         model.train()
-        x, doys = _inputs(batch, mean_t, std_t, doy, device)
+        x, doys, gaps = _inputs(batch, mean_t, std_t, doy, device)
         if settings.time_shift_days:
             x = shifted_series(x, max_shift=settings.time_shift_days / date_spacing)
         if settings.date_dropout:
             x = dropped_dates(x, rate=settings.date_dropout)
         y = batch["labels"].to(device)
         with mixed_precision:
-            logits = model(x, doys).float()
+            logits = model(x, doys, gaps).float()
         prob = logits.softmax(dim=1)
         ce = supervised_loss(logits, y, batch["own"].to(device), class_weight=class_weight,
                              own_weight=settings.own_label_weight, kind=settings.label_loss, q=settings.gce_q)
@@ -547,9 +549,9 @@ def fit_head(model: SpatioTemporalNet, batches, *, mean: torch.Tensor, std: torc
     model.eval()
     features, labels = [], []
     for batch in batches:
-        x, doys = _inputs(batch, mean, std, doy, device)
+        x, doys, gaps = _inputs(batch, mean, std, doy, device)
         y = batch["labels"].numpy().reshape(-1)
-        f = model.features(x, doys).float().reshape(y.size, -1).cpu().numpy()
+        f = model.features(x, doys, gaps).float().reshape(y.size, -1).cpu().numpy()
         features.append(f[y != NODATA])
         labels.append(y[y != NODATA])
     X, y = np.concatenate(features), np.concatenate(labels).astype(int)
@@ -591,9 +593,9 @@ def _validation_probabilities(model, items, mean, std, doy, device, batch_size: 
     probability, labels = [], []
     for i in range(0, len(items), batch_size):
         chunk = items[i:i + batch_size]
-        batch = {"reflectance": torch.from_numpy(np.stack([c["reflectance"] for c in chunk]))}
-        x, doys = _inputs(batch, mean, std, doy, device)
-        probability.append(model(x, doys).float().softmax(dim=1)[:, 1].cpu().numpy())
+        batch = {name: torch.from_numpy(np.stack([c[name] for c in chunk])) for name in ("reflectance", "observed")}
+        x, doys, gaps = _inputs(batch, mean, std, doy, device)
+        probability.append(model(x, doys, gaps).float().softmax(dim=1)[:, 1].cpu().numpy())
         labels.append(np.stack([c["labels"] for c in chunk]))
     return np.concatenate(probability), np.concatenate(labels)
 

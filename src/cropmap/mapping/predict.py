@@ -95,9 +95,10 @@ def release_freed_memory() -> None:
 @torch.inference_mode()
 def predict_probability(
     model: SpatioTemporalNet, x: np.ndarray, doy: np.ndarray, *, window: int, overlap: int, batch_size: int,
-    device: torch.device | None = None, progress: bool = True,
+    device: torch.device | None = None, progress: bool = True, gaps: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Crop probability (H, W) float32 for a standardised cube x (T, C, H, W)."""
+    """Crop probability (H, W) float32 for a standardised cube x (T, C, H, W); `gaps` (T, H, W) bool:
+    pixel-dates without a clear observation (read by a model with `gap_token`)."""
     device = device or next(model.parameters()).device
     keep_freed_memory()
     _, _, h, w = x.shape
@@ -112,8 +113,10 @@ def predict_probability(
     for i in tqdm(range(0, len(positions), batch_size), desc="predict", unit="batch", disable=not progress):
         batch = positions[i:i + batch_size]
         xb = torch.from_numpy(np.stack([x[:, :, r:r + window, c:c + window] for r, c in batch])).to(device)
+        gb = None if gaps is None else torch.from_numpy(
+            np.stack([gaps[:, r:r + window, c:c + window] for r, c in batch])).to(device)
         with mixed_precision:
-            logits = model(xb, doy_t.expand(len(batch), -1))
+            logits = model(xb, doy_t.expand(len(batch), -1), gb)
         prob = logits.float().softmax(dim=1)[:, 1].cpu().numpy()
         for (r, c), p in zip(batch, prob):
             acc[r:r + window, c:c + window] += p * weights
@@ -151,8 +154,9 @@ def tile_probability(*, cube: xr.Dataset, model: SpatioTemporalNet, checkpoint: 
     x = standardise(torch.from_numpy(cube["reflectance"].values), torch.from_numpy(mean), torch.from_numpy(std)).numpy()
     device = next(model.parameters()).device
     dates = date_positions(cube["time"].values, season_start=settings.season_start, encoding=model.config.date_encoding)
-    prob = predict_probability(model, x, dates, window=settings.window,
-                               overlap=settings.overlap, batch_size=settings.batch_size, device=device)
+    gaps = cube["clear_count"].values == 0 if model.config.gap_token else None
+    prob = predict_probability(model, x, dates, window=settings.window, overlap=settings.overlap,
+                               batch_size=settings.batch_size, device=device, gaps=gaps)
     halo = int(cube.attrs.get("halo_px", 0))
     if halo:
         prob = prob[halo:-halo, halo:-halo]

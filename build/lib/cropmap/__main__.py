@@ -1,0 +1,3 @@
+from cropmap.cli import main
+
+raise SystemExit(main())
