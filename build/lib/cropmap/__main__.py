@@ -1,3 +1,0 @@
-from cropmap.cli import main
-
-raise SystemExit(main())
