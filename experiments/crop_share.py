@@ -26,7 +26,7 @@ import numpy as np
 import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import _git_commit, block_rasters, merged_config, scores  # noqa: E402  (the experiments' one way of scoring)
+from run import _git_commit, block_rasters, mean_sd, merged_config, scores  # noqa: E402  (the experiments' one way of scoring)
 
 from cropmap.conventions import CROP, NODATA, NONCROP  # noqa: E402
 
@@ -91,7 +91,7 @@ def main() -> None:
                     for seed, row in zip(seeds, rows):
                         f.write(json.dumps({"area": area, "variant": f"census:{args.variant}:{error:g}", "seed": seed,
                                             **row, **provenance}) + "\n")
-            cell = lambda k: f"{np.mean([r[k] for r in rows]):.3f} ± {np.std([r[k] for r in rows], ddof=min(1, len(rows) - 1)):.3f}"
+            cell = lambda k: mean_sd(rows, k)
             cuts = "/".join(str(r["threshold_percent"]) for r in rows) if error is not None else "own"
             print(f"{area} | {'map as made' if error is None else f'{error:g}'} | {cell('f1_all')} | {cell('f1_agree')} | "
                   f"{cell('f1_disagree')} | {cell('precision')} | {cell('recall')} | {cuts}", flush=True)

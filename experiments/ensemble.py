@@ -25,7 +25,7 @@ import numpy as np
 import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import _git_commit, merged_config, scores  # noqa: E402  (the experiments' one way of scoring)
+from run import _git_commit, mean_sd, merged_config, scores  # noqa: E402  (the experiments' one way of scoring)
 
 from cropmap.mapping.ensemble import combine_predictions  # noqa: E402
 
@@ -70,7 +70,7 @@ def main() -> None:
                 with open("results/experiments.jsonl", "a") as f:
                     f.write(json.dumps({"area": area, "variant": f"ensemble:{args.variant}:{weight:g}", "seed": seed,
                                         **row, **provenance}) + "\n")
-            cell = lambda k: f"{np.mean([r[k] for r in rows]):.3f} ± {np.std([r[k] for r in rows], ddof=min(1, len(rows) - 1)):.3f}"
+            cell = lambda k: mean_sd(rows, k)
             print(f"{area} | {weight:g} | {cell('f1_all')} | {cell('f1_agree')} | {cell('f1_disagree')} | "
                   f"{cell('precision')} | {cell('recall')}", flush=True)
 

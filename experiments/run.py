@@ -262,6 +262,12 @@ def scores(config: dict, area: str, predictions: list[Path]) -> dict:
     return out
 
 
+def mean_sd(rows: list[dict], key: str) -> str:
+    """"mean ± sd" (n - 1; 0 for one row) of `key` over score rows, to 3 decimals."""
+    values = [row[key] for row in rows]
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=min(1, len(values) - 1)):.3f}"
+
+
 def _git_commit() -> str:
     """HEAD's commit, with "+dirty" when the work tree has changes ("" outside a git checkout)."""
     try:
@@ -355,7 +361,7 @@ def main() -> None:
     keys = sorted({(r["area"], r["variant"]) for r in records}, key=lambda k: [r["area"] for r in records].index(k[0]))
     for area, name in keys:
         rs = [r for r in records if r["area"] == area and r["variant"] == name]
-        cell = lambda k: f"{np.mean([r[k] for r in rs]):.3f} ± {np.std([r[k] for r in rs], ddof=min(1, len(rs) - 1)):.3f}"
+        cell = lambda k: mean_sd(rs, k)
         print(f"{area} | {name} | {cell('f1_all')} | {cell('f1_agree')} | {cell('f1_disagree')} | {cell('precision')} | "
               f"{cell('recall')} | {cell('f1_at_half')} | {np.mean([r['train_cpu_s'] + r.get('pretrain_cpu_s', 0) for r in rs]):.0f}")
 
